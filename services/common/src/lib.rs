@@ -1,0 +1,6 @@
+//! Shared foundations of the Polystream services.
+//!
+//! Every service reads its settings through [`config`], so a bad value is
+//! reported the same way everywhere: the variable's name and what is wrong.
+
+pub mod config;
