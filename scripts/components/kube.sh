@@ -49,12 +49,19 @@ kube_build() {
 
 # --- certificates and kubeconfigs --------------------------------------------
 
-# kube_sign PKI NAME SUBJECT EXTENSIONS: a key and a CA-signed certificate.
+# kube_ca PKI NAME CN: a self-signed CA.
+kube_ca() {
+  openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -sha256 -subj "/CN=$3" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature \
+    -keyout "$1/$2.key" -out "$1/$2.crt" 2>/dev/null
+}
+
+# kube_sign PKI CA NAME SUBJECT EXTENSIONS: a key and a certificate signed by CA.
 kube_sign() {
-  local pki=$1 name=$2 subj=$3 ext=$4
+  local pki=$1 ca=$2 name=$3 subj=$4 ext=$5
   openssl req -new -nodes -newkey rsa:2048 -subj "$subj" \
     -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null &&
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
       -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
       -extfile <(printf '%s\n' "$ext") -out "$pki/$name.crt" 2>/dev/null &&
     rm -f "$pki/$name.csr"
@@ -102,20 +109,23 @@ extendedKeyUsage=clientAuth'
     rm -rf "$pki" "$pki.tmp"
     tmp=$pki.tmp
     mkdir -m 700 "$tmp"
-    openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -sha256 -subj /CN=polystream-kubernetes-ca \
-      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature \
-      -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null || return 1
+    kube_ca "$tmp" ca polystream-kubernetes-ca || return 1
     # 10.0.0.1 is the `kubernetes` Service's ClusterIP (first address of the range).
-    kube_sign "$tmp" apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE
+    kube_sign "$tmp" ca apiserver /CN=kube-apiserver "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || return 1
     # The user names are the ones the bootstrap RBAC policy grants roles to.
-    kube_sign "$tmp" admin "/O=system:masters/CN=polystream-admin" "$client" || return 1
-    kube_sign "$tmp" controller-manager /CN=system:kube-controller-manager "$client" || return 1
-    kube_sign "$tmp" scheduler /CN=system:kube-scheduler "$client" || return 1
+    kube_sign "$tmp" ca admin "/O=system:masters/CN=polystream-admin" "$client" || return 1
+    kube_sign "$tmp" ca controller-manager /CN=system:kube-controller-manager "$client" || return 1
+    kube_sign "$tmp" ca scheduler /CN=system:kube-scheduler "$client" || return 1
     # kwok gets its own identity so its requests are told apart in the audit log.
-    kube_sign "$tmp" kwok "/O=system:masters/CN=kwok-controller" "$client" || return 1
+    kube_sign "$tmp" ca kwok "/O=system:masters/CN=kwok-controller" "$client" || return 1
+    # Front proxy (request-header authentication), as kubeadm sets it up: the
+    # controller-manager and scheduler read its CA from the API server, and
+    # aggregated API servers need it.
+    kube_ca "$tmp" front-proxy-ca polystream-front-proxy-ca || return 1
+    kube_sign "$tmp" front-proxy-ca front-proxy-client /CN=front-proxy-client "$client" || return 1
     openssl genrsa -out "$tmp/sa.key" 2048 2>/dev/null &&
       openssl rsa -in "$tmp/sa.key" -pubout -out "$tmp/sa.pub" 2>/dev/null || return 1
     chmod 600 "$tmp"/*.key
@@ -186,6 +196,13 @@ kube_apiserver_start() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
     --allow-privileged=true \
     --audit-policy-file="$dir/audit-policy.yaml" \
     --audit-log-path="$PS_LOGS/kube-audit.log" \

@@ -189,7 +189,8 @@ pub struct StoreEndpoints {
 }
 
 impl StoreEndpoints {
-    pub const LOCAL_DATABASE_URL: &str = "postgres://polystream:polystream@127.0.0.1:5432/polystream";
+    pub const LOCAL_DATABASE_URL: &str =
+        "postgres://polystream:polystream@127.0.0.1:5432/polystream";
     pub const LOCAL_REDIS_URL: &str = "redis://127.0.0.1:6379";
     pub const LOCAL_KAFKA: &str = "127.0.0.1:9092";
     pub const LOCAL_MONGODB_URI: &str = "mongodb://127.0.0.1:27017/";
@@ -260,7 +261,10 @@ mod tests {
         let port: u16 = r.parse("PORT", 8000);
         assert_eq!(port, 8000);
         let text = r.finish().unwrap_err().to_string();
-        assert!(text.contains("PORT=\"eighty\" is invalid: invalid digit"), "{text}");
+        assert!(
+            text.contains("PORT=\"eighty\" is invalid: invalid digit"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -19,11 +19,21 @@ async fn client() -> Client {
             "KUBECONFIG is not set; `./dev env` prints it",
         )
     });
-    let client = Client::try_default()
-        .await
-        .unwrap_or_else(|e| unreachable("the Kubernetes API server", "kube_apiserver", &kubeconfig, e));
+    let client = Client::try_default().await.unwrap_or_else(|e| {
+        unreachable(
+            "the Kubernetes API server",
+            "kube_apiserver",
+            &kubeconfig,
+            e,
+        )
+    });
     if let Err(e) = client.apiserver_version().await {
-        unreachable("the Kubernetes API server", "kube_apiserver", &kubeconfig, e);
+        unreachable(
+            "the Kubernetes API server",
+            "kube_apiserver",
+            &kubeconfig,
+            e,
+        );
     }
     client
 }
@@ -55,7 +65,10 @@ async fn kubernetes_configmap_and_ready_deployment() {
                 name: Some("settings".into()),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([("KAFKA_TOPIC".into(), "user_events".into())])),
+            data: Some(BTreeMap::from([(
+                "KAFKA_TOPIC".into(),
+                "user_events".into(),
+            )])),
             ..Default::default()
         },
     )

@@ -36,7 +36,11 @@ async fn mongodb_insert_find_and_unique_index() {
         .await
         .unwrap();
     titles
-        .create_index(IndexModel::builder().keys(doc! {"genres": 1, "year": -1}).build())
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"genres": 1, "year": -1})
+                .build(),
+        )
         .await
         .unwrap();
 

@@ -39,14 +39,31 @@ async fn opensearch_bulk_index_and_search() {
         .unwrap();
 
     let docs = [
-        ("e1", "polystream.user.registered.v1", "u1", "2026-11-22T10:00:00Z"),
-        ("e2", "polystream.title.rated.v1", "u1", "2026-11-22T11:00:00Z"),
-        ("e3", "polystream.title.rated.v1", "u2", "2026-11-22T12:00:00Z"),
+        (
+            "e1",
+            "polystream.user.registered.v1",
+            "u1",
+            "2026-11-22T10:00:00Z",
+        ),
+        (
+            "e2",
+            "polystream.title.rated.v1",
+            "u1",
+            "2026-11-22T11:00:00Z",
+        ),
+        (
+            "e3",
+            "polystream.title.rated.v1",
+            "u2",
+            "2026-11-22T12:00:00Z",
+        ),
     ];
     let mut body: Vec<JsonBody<Value>> = Vec::new();
     for (id, ty, user, time) in docs {
         body.push(json!({"index": {"_id": id}}).into());
-        body.push(json!({"type": ty, "user_id": user, "time": time, "summary": "smoke event"}).into());
+        body.push(
+            json!({"type": ty, "user_id": user, "time": time, "summary": "smoke event"}).into(),
+        );
     }
     let bulk: Value = client
         .bulk(BulkParts::Index(&index))

@@ -31,7 +31,11 @@ async fn otlp_span_reaches_the_trace_receiver() {
         .unwrap();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service.clone()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.clone())
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("polystream-smoke");
     let trace_id = tracer.in_span("smoke-request", |cx| {
@@ -42,9 +46,9 @@ async fn otlp_span_reaches_the_trace_receiver() {
         child.end();
         cx.span().span_context().trace_id()
     });
-    provider
-        .force_flush()
-        .unwrap_or_else(|e| unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &endpoint, e));
+    provider.force_flush().unwrap_or_else(|e| {
+        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &endpoint, e)
+    });
     provider.shutdown().unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -56,7 +60,10 @@ async fn otlp_span_reaches_the_trace_receiver() {
             .unwrap();
         if res.status().is_success() {
             let body: Value = res.json().await.unwrap();
-            let spans = body["data"][0]["spans"].as_array().cloned().unwrap_or_default();
+            let spans = body["data"][0]["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if spans.len() == 2 {
                 let root = spans
                     .iter()

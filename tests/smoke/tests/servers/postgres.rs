@@ -15,9 +15,9 @@ async fn postgres_round_trip_in_a_transaction() {
     let mut tx = pool.begin().await.unwrap();
     // A temporary table is private to this session, so parallel runs never collide.
     sqlx::query("CREATE TEMP TABLE smoke_docs (id uuid PRIMARY KEY, doc jsonb NOT NULL)")
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let id = uuid::Uuid::new_v4();
     sqlx::query("INSERT INTO smoke_docs VALUES ($1, $2)")
         .bind(id)
