@@ -68,11 +68,12 @@ kube_sign() {
 }
 
 # kube_write_kubeconfig FILE USER CERTNAME: credentials embedded, so the file
-# works for any client (kubectl, kube-rs) from anywhere.
+# works for any client (kubectl, kube-rs) from anywhere. Replaced atomically:
+# a running test may be reading it.
 kube_write_kubeconfig() {
   local file=$1 user=$2 pki
   pki=$(kube_dir)/pki
-  cat >"$file" <<YAML
+  (umask 077 && cat >"$file.tmp") <<YAML
 apiVersion: v1
 kind: Config
 clusters:
@@ -92,7 +93,7 @@ contexts:
     user: $user
 current-context: polystream
 YAML
-  chmod 600 "$file"
+  mv "$file.tmp" "$file"
 }
 
 # Creates (once) the CA, serving and client certificates, the service-account
@@ -171,6 +172,8 @@ kube_curl() {
 
 # --- kube-apiserver ------------------------------------------------------------
 
+# First start creates the bootstrap RBAC policy and priority levels.
+# shellcheck disable=SC2034 # read indirectly by timeout_of in ./dev
 kube_apiserver_START_TIMEOUT=120
 
 kube_apiserver_version() { echo "$KUBE_VERSION"; }

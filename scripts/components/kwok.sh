@@ -23,8 +23,9 @@ kwok_install() {
     go build -trimpath -ldflags '-s -w' -o "$dir/bin/kwok" sigs.k8s.io/kwok/cmd/kwok || return 1
   # Without stages kwok refuses to start ("no stages found"). These are the
   # defaults kwokctl configures, taken from the module kwok was built from:
-  # nodes become Ready and renew their lease, pods become Ready, and finish or
-  # go away on deletion.
+  # nodes become Ready (liveness then comes from the node lease, see
+  # --node-lease-duration-seconds), pods become Ready, and finish or go away
+  # on deletion.
   src=$(env -C "$PS_ROOT/scripts/go/kwok" go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) || return 1
   for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
     pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
@@ -57,8 +58,15 @@ status:
 YAML
 }
 
+# kwok's own default lease duration is 0, which means no node lease: the
+# controller-manager would then mark the node NotReady after its grace period
+# (the heartbeat stage configured here only refreshes status every ~10 min).
 kwok_start() {
-  kube_pki || return 1
+  if ! kube_apiserver_ready; then
+    echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile kwok)"
+    return 1
+  fi
+  kube_pki || return 1 # for kwok.kubeconfig
   kwok_node_manifest | kube_kubectl apply -f - >>"$(logfile kwok)" 2>&1 || return 1
   spawn kwok "$(pkg_dir kwok "$KWOK_VERSION")/bin/kwok" \
     --kubeconfig="$(kube_dir)/kwok.kubeconfig" \
@@ -68,7 +76,8 @@ kwok_start() {
     --cidr="$KWOK_POD_CIDR" \
     --node-ip=127.0.0.1 \
     --node-port="$KWOK_PORT" \
-    --server-address="127.0.0.1:$KWOK_PORT"
+    --server-address="127.0.0.1:$KWOK_PORT" \
+    --node-lease-duration-seconds=40
 }
 
 # kwok answers (so a stale Ready status left in etcd by an earlier run does

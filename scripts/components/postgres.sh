@@ -46,15 +46,19 @@ postgres_dir() {
 # nothing listens yet; into data.new first so a failure never leaves a
 # half-made cluster that later starts would take for a finished one.
 _postgres_init() {
-  local dir=$1 log
+  local dir=$1 log out
   log=$(logfile postgres)
   rm -rf "$dir/data.new"
   _postgres_as "$POSTGRES_BIN/initdb" -D "$dir/data.new" -U postgres -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >>"$log" 2>&1 || return 1
-  _postgres_as "$POSTGRES_BIN/postgres" --single -D "$dir/data.new" postgres >>"$log" 2>&1 <<'SQL' || return 1
+  out=$(_postgres_as "$POSTGRES_BIN/postgres" --single -D "$dir/data.new" postgres 2>&1 <<'SQL'
 CREATE ROLE polystream LOGIN CREATEDB PASSWORD 'polystream'
 CREATE DATABASE polystream OWNER polystream
 SQL
+  ) || return 1
+  printf '%s\n' "$out" >>"$log"
+  # Single-user mode exits 0 even when a statement fails.
+  [[ $out != *ERROR:* ]] || return 1
   mv "$dir/data.new" "$dir/data"
 }
 

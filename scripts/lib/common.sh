@@ -95,12 +95,20 @@ apt_ensure() {
   ((EUID == 0)) || sudo=(sudo)
   local log=$PS_LOGS/install-apt.log
   if ((!_apt_updated)); then
-    with_progress "refreshing Debian package lists" "$log" "${sudo[@]}" apt-get update || return 1
+    with_progress "refreshing Debian package lists" "$log" "${sudo[@]}" apt-get update -o DPkg::Lock::Timeout=300 || return 1
     _apt_updated=1
   fi
-  # No init system runs here; keep maintainer scripts from starting daemons.
+  # Packages such as redis-server and postgresql start a system-wide daemon on
+  # our ports when an init system runs; a temporary policy-rc.d forbids that
+  # (the standard Debian switch), unless the machine already has one.
+  local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy" && own_policy=1
+  fi
   with_progress "installing Debian packages: ${missing[*]}" "$log" \
-    env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+    env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" || rc=$?
+  ((own_policy)) && "${sudo[@]}" rm -f "$policy"
+  return "$rc"
 }
 
 # --- processes -----------------------------------------------------------------
@@ -109,11 +117,19 @@ pidfile() { printf '%s/%s.pid' "$PS_RUN" "$1"; }
 failfile() { printf '%s/%s.failed' "$PS_RUN" "$1"; }
 logfile() { printf '%s/%s.log' "$PS_LOGS" "$1"; }
 
+# True when PID is alive. A zombie counts as dead: where PID 1 reaps slowly,
+# `kill -0` alone would keep a stopped server "running" for seconds.
+pid_alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z* ]]
+}
+
 # True when NAME was started by us and its process is alive.
 is_running() {
   local pf
   pf=$(pidfile "$1")
-  [[ -f $pf ]] && kill -0 "$(cat "$pf")" 2>/dev/null
+  [[ -f $pf ]] && pid_alive "$(cat "$pf")"
 }
 
 # spawn NAME cmd args... : start in its own session (so `down` can stop the
@@ -134,13 +150,13 @@ stop_pid() {
   pf=$(pidfile "$name")
   [[ -f $pf ]] || return 0
   pid=$(cat "$pf")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 60; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
+    for ((i = 0; i < 150; i++)); do
+      pid_alive "$pid" || break
+      sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
       warn "$name did not stop within 30s; killing it"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     fi

@@ -1,8 +1,18 @@
-//! Shared foundations of the Polystream services.
+//! Shared foundations of the Polystream services: one obvious home for each
+//! concern they have in common.
 //!
-//! Every service reads its settings through [`config`], so a bad value is
-//! reported the same way everywhere: the variable's name and what is wrong.
-//! [`events`] is the contract between them on Kafka.
+//! - [`config`]: settings from the environment, errors naming the variable;
+//! - [`events`]: the event contract on Kafka;
+//! - [`kafka`]: durable producing, manual-commit consumers, topic creation;
+//! - [`status`]: a command's status in Redis, with waiting;
+//! - [`health`]: `/health` and `/ready`;
+//! - [`problem`]: RFC 9457 error responses;
+//! - [`telemetry`]: logging start-up.
 
 pub mod config;
 pub mod events;
+pub mod health;
+pub mod kafka;
+pub mod problem;
+pub mod status;
+pub mod telemetry;
