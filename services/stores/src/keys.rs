@@ -1,0 +1,100 @@
+//! Redis key names. Every key the platform writes is built here, so the
+//! layout can be read in one place.
+
+use chrono::{DateTime, Datelike, Utc};
+
+/// Session by token hash (the token itself is never stored): JSON
+/// `{user_id, admin, created_at, last_seen}`, TTL refreshed on activity. Owner: S1.
+pub fn session(token_hash: &str) -> String {
+    format!("session:{token_hash}")
+}
+
+/// Set of a user's session token hashes, for listing and ending them. Owner: S1.
+pub fn user_sessions(user_id: i64) -> String {
+    format!("user-sessions:{user_id}")
+}
+
+/// Cached title JSON (cache-aside by S1, invalidated by S2 on change).
+pub fn title_cache(title_id: i64) -> String {
+    format!("cache:title:{title_id}")
+}
+
+/// Next id for new users / titles (`INCR`). Owner: S1.
+pub const NEXT_USER_ID: &str = "ids:user";
+pub const NEXT_TITLE_ID: &str = "ids:title";
+
+/// Counters.
+pub const CACHE_HITS: &str = "counter:cache_hits";
+pub const CACHE_MISSES: &str = "counter:cache_misses";
+pub fn title_views(title_id: i64) -> String {
+    format!("counter:views:{title_id}")
+}
+
+/// Ranking windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Day,
+    Week,
+    AllTime,
+}
+
+impl Window {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Self::Day),
+            "week" => Some(Self::Week),
+            "all" | "all_time" => Some(Self::AllTime),
+            _ => None,
+        }
+    }
+
+    /// The bucket an instant falls in: `2026-11-22`, `2026-W47` or `all`.
+    pub fn bucket(self, at: DateTime<Utc>) -> String {
+        match self {
+            Self::Day => at.format("%Y-%m-%d").to_string(),
+            Self::Week => {
+                let w = at.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            Self::AllTime => "all".into(),
+        }
+    }
+}
+
+/// Most watched: sorted set title_id → views.
+pub fn rank_views(window: Window, at: DateTime<Utc>) -> String {
+    format!("rank:views:{}", window.bucket(at))
+}
+
+/// Top rated: sorted set title_id → average stars; the sums and counts behind
+/// the averages live in `rank:rating-sum:*` and `rank:rating-count:*` hashes.
+pub fn rank_rating(window: Window, at: DateTime<Utc>) -> String {
+    format!("rank:rating:{}", window.bucket(at))
+}
+pub fn rating_sum(window: Window, at: DateTime<Utc>) -> String {
+    format!("rank:rating-sum:{}", window.bucket(at))
+}
+pub fn rating_count(window: Window, at: DateTime<Utc>) -> String {
+    format!("rank:rating-count:{}", window.bucket(at))
+}
+
+/// Marks an event's Redis effects as applied, so a redelivery does not count twice.
+pub fn applied(event_id: uuid::Uuid) -> String {
+    format!("applied:{event_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ranking_buckets() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap();
+        assert_eq!(rank_views(Window::Day, at), "rank:views:2026-11-22");
+        assert_eq!(rank_views(Window::Week, at), "rank:views:2026-W47");
+        assert_eq!(rank_rating(Window::AllTime, at), "rank:rating:all");
+        assert_eq!(Window::parse("week"), Some(Window::Week));
+        assert_eq!(Window::parse("month"), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! MongoDB: database, collection names and indexes.
+
+use std::time::Duration;
+
+use mongodb::bson::doc;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Database, IndexModel};
+
+/// `{_id: title_id (i64), title, description, kind, year, directors, cast,
+/// genres, categories, seasons, assets: [{asset_id, kind, filename,
+/// content_type, length}], updated_at}`.
+pub const TITLES: &str = "titles";
+/// `{_id: "{title_id}:{related_title_id}:{relation}", title_id, related_title_id, relation, created_at}`.
+pub const TITLE_RELATIONS: &str = "title_relations";
+/// GridFS bucket for posters and trailers (`assets.files`, `assets.chunks`).
+pub const ASSETS_BUCKET: &str = "assets";
+/// `{_id: view_id (uuid string), user_id, title_id, title, kind, seconds_watched,
+/// position_pct, completed, watched_at}`.
+pub const VIEWS: &str = "views";
+/// `{_id: "{user_id}:{title_id}", user_id, title_id, stars, rated_at}`: one per user and title.
+pub const RATINGS: &str = "ratings";
+/// `{_id: user_id, generated_at, items: [{title_id, title, score, reasons}]}`.
+pub const RECOMMENDATIONS: &str = "recommendations";
+
+/// The database named in the URI's path, or `polystream`.
+pub async fn connect(uri: &str) -> Result<Database, mongodb::error::Error> {
+    let mut opts = ClientOptions::parse(uri).await?;
+    opts.server_selection_timeout = Some(Duration::from_secs(5));
+    opts.connect_timeout = Some(Duration::from_secs(5));
+    let name = opts
+        .default_database
+        .clone()
+        .unwrap_or_else(|| "polystream".into());
+    Ok(Client::with_options(opts)?.database(&name))
+}
+
+/// Creates the indexes the queries rely on (idempotent).
+pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
+    let index = |keys, unique: bool| {
+        IndexModel::builder()
+            .keys(keys)
+            .options(IndexOptions::builder().unique(unique).build())
+            .build()
+    };
+    db.collection::<mongodb::bson::Document>(TITLE_RELATIONS)
+        .create_index(index(doc! {"title_id": 1}, false))
+        .await?;
+    db.collection::<mongodb::bson::Document>(VIEWS)
+        .create_index(index(doc! {"user_id": 1, "watched_at": -1}, false))
+        .await?;
+    db.collection::<mongodb::bson::Document>(VIEWS)
+        .create_index(index(doc! {"title_id": 1}, false))
+        .await?;
+    db.collection::<mongodb::bson::Document>(RATINGS)
+        .create_index(index(doc! {"title_id": 1}, false))
+        .await?;
+    db.collection::<mongodb::bson::Document>(RATINGS)
+        .create_index(index(doc! {"user_id": 1}, false))
+        .await?;
+    db.collection::<mongodb::bson::Document>(TITLES)
+        .create_index(index(doc! {"genres": 1, "year": -1}, false))
+        .await?;
+    Ok(())
+}
