@@ -1,5 +1,6 @@
 //! One test binary for every local server: each module talks to its server
 //! with the client library the services use.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod servers {
     pub mod kafka;
