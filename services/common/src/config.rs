@@ -280,3 +280,37 @@ mod tests {
         );
     }
 }
+
+/// Kafka topic names (`KAFKA_TOPIC_*`), overridable so tests and several
+/// platforms sharing one cluster stay apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub user_events: String,
+    pub response_events: String,
+    pub dead_letter: String,
+}
+
+impl Topics {
+    pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        use crate::events::topics;
+        let mut name = |var: &str, default: &str| {
+            let v = r.string(var, default);
+            let ok = v.len() <= 249
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                r.invalid(
+                    var,
+                    &v,
+                    "a Kafka topic name uses only letters, digits, '.', '_' and '-' (at most 249)",
+                );
+            }
+            v
+        };
+        Self {
+            user_events: name("KAFKA_TOPIC_USER_EVENTS", topics::USER_EVENTS),
+            response_events: name("KAFKA_TOPIC_RESPONSE_EVENTS", topics::RESPONSE_EVENTS),
+            dead_letter: name("KAFKA_TOPIC_DEAD_LETTER", topics::DEAD_LETTER),
+        }
+    }
+}

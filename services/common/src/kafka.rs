@@ -136,13 +136,24 @@ pub async fn ensure_topics(
             Some(_) => {}
         }
     }
-    for result in admin.create_topics(&create, &opts).await? {
+    // librdkafka refuses an empty request (InvalidArgument), so skip it.
+    let created = if create.is_empty() {
+        Vec::new()
+    } else {
+        admin.create_topics(&create, &opts).await?
+    };
+    for result in created {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => return Err(KafkaError::AdminOp(code)),
         }
     }
-    for result in admin.create_partitions(&grow, &opts).await? {
+    let grown = if grow.is_empty() {
+        Vec::new()
+    } else {
+        admin.create_partitions(&grow, &opts).await?
+    };
+    for result in grown {
         result.map_err(|(_, code)| KafkaError::AdminOp(code))?;
     }
     Ok(())

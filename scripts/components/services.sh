@@ -1,0 +1,46 @@
+# shellcheck shell=bash
+# The Polystream services themselves, built from this workspace with cargo and
+# run against the local servers with the settings `./dev env` prints.
+
+# Local defaults for the bootstrap admin account S1 creates on first start.
+POLYSTREAM_ADMIN_EMAIL=${POLYSTREAM_ADMIN_EMAIL:-admin@polystream.local}
+POLYSTREAM_ADMIN_PASSWORD=${POLYSTREAM_ADMIN_PASSWORD:-polystream-admin}
+
+# svc_define NAME PACKAGE PORT : the component functions for one service.
+svc_define() {
+  local name=$1 package=$2 port=$3
+  eval "
+${name}_version() { sed -n 's/^version = \"\\(.*\\)\"/\\1/p' \"\$PS_ROOT/Cargo.toml\" | head -n1; }
+${name}_installed() { [[ -x \"\$CARGO_TARGET_DIR/debug/$package\" ]]; }
+${name}_install() { svc_build $package; }
+${name}_start() { svc_start $name $package $port; }
+${name}_ready() { curl -fsS -o /dev/null http://127.0.0.1:$port/health; }
+${name}_addr() { echo http://127.0.0.1:$port; }
+${name}_START_TIMEOUT=120
+"
+}
+
+# One cargo invocation builds all three (cheap when nothing changed).
+svc_build() {
+  [[ ${_svc_built:-0} == 1 ]] && return 0
+  with_progress "building the Polystream services (cargo, debug profile)" "$(logfile install-services)" \
+    cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" \
+    -p polystream-s1-gateway -p polystream-s2-processor -p polystream-s3-monitor --bins || return 1
+  _svc_built=1
+}
+
+svc_start() {
+  local name=$1 package=$2 port=$3
+  # Cheap when nothing changed; picks up edits to the services.
+  svc_build || return 1
+  [[ -f $PS_STATE/env ]] || { warn "$name needs the local servers' settings: run ./dev up"; return 1; }
+  mkdir -p "$PS_DATA/$name"
+  # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
+  spawn "$name" env HTTP_ADDR="127.0.0.1:$port" SPOOL_DIR="$PS_DATA/$name/spool" \
+    ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
+    bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$CARGO_TARGET_DIR/debug/$package"
+}
+
+svc_define s2_processor polystream-s2-processor 8001
+svc_define s3_monitor polystream-s3-monitor 8002
+svc_define s1_gateway polystream-s1-gateway 8000

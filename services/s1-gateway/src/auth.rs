@@ -1,0 +1,206 @@
+//! Sessions in Redis and the bearer-token extractor.
+//!
+//! A token is 32 random bytes shown to the client once; Redis keeps only its
+//! SHA-256 (`keys::session`), so a leaked Redis dump cannot be replayed. The
+//! hash doubles as the session id users see when listing their sessions.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use polystream_stores::keys;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, State};
+
+/// What Redis holds per session (the token is never stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionData {
+    pub user_id: i64,
+    pub admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// The caller, authenticated by `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub session_id: String,
+    pub user_id: i64,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// A user may touch only their own resources; admins anything.
+    pub fn may_access(&self, user_id: i64) -> ApiResult<()> {
+        if self.admin || self.user_id == user_id {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("you may only access your own account"))
+        }
+    }
+
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this operation needs an administrator"))
+        }
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// argon2id PHC string; CPU-heavy, so off the async threads.
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| ApiError::from(polystream_common::problem::Problem::internal()))
+}
+
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Creates a session and returns its token (shown once) and expiry.
+pub async fn create_session(
+    state: &State,
+    user_id: i64,
+    admin: bool,
+) -> ApiResult<(String, DateTime<Utc>)> {
+    let token = new_token();
+    let hash = token_hash(&token);
+    let now = Utc::now();
+    let data = SessionData {
+        user_id,
+        admin,
+        created_at: now,
+        last_seen: now,
+    };
+    let ttl = state.config.session_ttl.as_secs();
+    let mut con = state.redis.clone();
+    let _: () = redis::pipe()
+        .atomic()
+        .set_ex(keys::session(&hash), to_json(&data), ttl)
+        .sadd(keys::user_sessions(user_id), &hash)
+        .expire(keys::user_sessions(user_id), ttl as i64)
+        .query_async(&mut con)
+        .await?;
+    let expires = now + chrono::Duration::seconds(ttl as i64);
+    Ok((token, expires))
+}
+
+/// Ends one session of `user_id`; false when there was no such session.
+pub async fn end_session(state: &State, user_id: i64, session_id: &str) -> ApiResult<bool> {
+    let mut con = state.redis.clone();
+    let key = keys::session(session_id);
+    let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+    let owned = raw
+        .and_then(|r| serde_json::from_str::<SessionData>(&r).ok())
+        .is_some_and(|s| s.user_id == user_id);
+    let _: () = redis::pipe()
+        .srem(keys::user_sessions(user_id), session_id)
+        .query_async(&mut con)
+        .await?;
+    if owned {
+        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
+    }
+    Ok(owned)
+}
+
+fn to_json(d: &SessionData) -> String {
+    serde_json::to_string(d).unwrap_or_default()
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Some(token) = bearer(parts) else {
+            return Err(ApiError::unauthorized(
+                "send Authorization: Bearer <token> (POST /v1/sessions to log in)",
+            ));
+        };
+        let hash = token_hash(token);
+        let key = keys::session(&hash);
+        let mut con = state.redis.clone();
+        let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+        let Some(mut data) = raw.and_then(|r| serde_json::from_str::<SessionData>(&r).ok()) else {
+            return Err(ApiError::unauthorized(
+                "the token is unknown or its session expired",
+            ));
+        };
+        // Activity keeps the session alive.
+        data.last_seen = Utc::now();
+        let ttl = state.config.session_ttl.as_secs();
+        let _: () = redis::pipe()
+            .set_ex(&key, to_json(&data), ttl)
+            .expire(keys::user_sessions(data.user_id), ttl as i64)
+            .query_async(&mut con)
+            .await?;
+        Ok(Caller {
+            session_id: hash,
+            user_id: data.user_id,
+            admin: data.admin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_never_contain_the_password() {
+        let h = hash_password("correct horse".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(!h.contains("correct horse"));
+        assert!(verify_password("correct horse".into(), h.clone()).await);
+        assert!(!verify_password("wrong horse".into(), h).await);
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+}

@@ -1,0 +1,157 @@
+//! The write path shared by every command endpoint: validate, publish, wait for
+//! Kafka's acknowledgement, record `pending`, answer 202.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use polystream_common::events::{Command, Envelope, Violation};
+use polystream_common::problem::{InvalidParam, Problem};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::State;
+
+/// A command accepted for processing: follow `status_url` for its outcome.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    pub correlation_id: Uuid,
+    pub status_url: String,
+    /// The id S1 allocated for the new resource, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset_id: Option<String>,
+}
+
+impl Accepted {
+    /// The canonical answer: 202 with a `Location` header.
+    pub fn into_202(self) -> Response {
+        let location = HeaderValue::from_str(&self.status_url).ok();
+        let mut res = (StatusCode::ACCEPTED, Json(self)).into_response();
+        if let Some(l) = location {
+            res.headers_mut().insert(header::LOCATION, l);
+        }
+        res
+    }
+}
+
+/// Where a command field came from in the request, so a violation names what
+/// the client sent (`path.id`, `body.password`), not the event's field.
+pub type FieldMap<'a> = &'a [(&'a str, &'a str)];
+
+pub fn violations_problem(violations: Vec<Violation>, fields: FieldMap<'_>) -> Problem {
+    Problem::invalid(
+        violations
+            .into_iter()
+            .map(|v| InvalidParam {
+                name: fields
+                    .iter()
+                    .find(|(f, _)| *f == v.field)
+                    .map(|(_, n)| (*n).to_owned())
+                    .unwrap_or_else(|| format!("body.{}", v.field)),
+                reason: v.message,
+            })
+            .collect(),
+    )
+}
+
+/// Publishes `command` and records it as pending; 503 unless Kafka acknowledged it.
+pub async fn submit(
+    state: &State,
+    command: Command,
+    fields: FieldMap<'_>,
+    status_prefix: &str,
+) -> ApiResult<Accepted> {
+    command
+        .validate()
+        .map_err(|v| ApiError::from(violations_problem(v, fields)))?;
+    let correlation_id = Uuid::now_v7();
+    let event_type = command.event_type();
+    let subject = command.subject();
+    let envelope = Envelope::new(
+        &state.config.source,
+        event_type,
+        Some(subject.clone()),
+        correlation_id,
+        command.to_data(),
+    );
+    let topic = &state.config.topics.user_events;
+    // The producer gives up at the same deadline; the margin lets its own,
+    // more precise error arrive first.
+    let sent = tokio::time::timeout(
+        state.config.kafka_ack_timeout + std::time::Duration::from_millis(500),
+        polystream_common::kafka::publish(&state.producer, topic, &subject, &envelope, &[]),
+    )
+    .await;
+    match sent {
+        Ok(Ok((partition, offset))) => {
+            tracing::info!(%correlation_id, event_type, partition, offset, "command published");
+        }
+        Ok(Err(e)) => return Err(ApiError::unavailable("kafka", e)),
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "kafka",
+                format!(
+                    "no acknowledgement within {}s",
+                    state.config.kafka_ack_timeout.as_secs()
+                ),
+            ));
+        }
+    }
+    // The command is durable now; a missing `pending` only delays what the
+    // status endpoint shows until S2 records the outcome, so it is not a 503.
+    if let Err(e) = state.status.mark_pending(correlation_id, event_type).await {
+        tracing::warn!(%correlation_id, error = %e, "could not record pending status");
+    }
+    Ok(Accepted {
+        correlation_id,
+        status_url: format!(
+            "{}{status_prefix}/{correlation_id}",
+            state.config.public_url
+        ),
+        user_id: None,
+        title_id: None,
+        payment_id: None,
+        view_id: None,
+        asset_id: None,
+    })
+}
+
+/// Canonical status links.
+pub const V1_STATUS: &str = "/v1/status";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_name_what_the_client_sent() {
+        let p = violations_problem(
+            vec![
+                Violation {
+                    field: "user_id".into(),
+                    message: "bad".into(),
+                },
+                Violation {
+                    field: "password_hash".into(),
+                    message: "bad".into(),
+                },
+                Violation {
+                    field: "email".into(),
+                    message: "bad".into(),
+                },
+            ],
+            &[("user_id", "path.id"), ("password_hash", "body.password")],
+        );
+        let names: Vec<_> = p.invalid_params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["path.id", "body.password", "body.email"]);
+    }
+}

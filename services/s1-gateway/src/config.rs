@@ -1,0 +1,139 @@
+//! S1's settings, from environment variables (documented in docs/configuration.md).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, Topics};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub stores: StoreEndpoints,
+    pub topics: Topics,
+    /// `HTTP_ADDR`: where to listen.
+    pub http_addr: SocketAddr,
+    /// `PUBLIC_URL`: the base of `status_url` links, as clients reach S1.
+    pub public_url: String,
+    /// `SESSION_TTL_SECONDS`: idle lifetime of a session.
+    pub session_ttl: Duration,
+    /// `STATUS_WAIT_MAX_SECONDS`: the longest `?wait=` a client may ask for.
+    pub status_wait_max: u64,
+    /// `KAFKA_ACK_TIMEOUT_SECONDS`: how long a write waits for Kafka before answering 503.
+    pub kafka_ack_timeout: Duration,
+    /// `TITLE_CACHE_TTL_SECONDS`: lifetime of a cached title.
+    pub title_cache_ttl: Duration,
+    /// `MAX_BODY_BYTES`: limit for JSON request bodies.
+    pub max_body_bytes: usize,
+    /// `MAX_ASSET_BYTES`: limit for poster/trailer uploads.
+    pub max_asset_bytes: u64,
+    /// `ADMIN_EMAIL` + `ADMIN_PASSWORD`: bootstrap administrator, both or neither.
+    pub admin: Option<(String, String)>,
+    /// `LEGACY_API`: serve seed 002's endpoints too.
+    pub legacy_api: bool,
+    /// `SOURCE`: the CloudEvents `source` of every event S1 publishes.
+    pub source: String,
+}
+
+impl Config {
+    pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        let stores = StoreEndpoints::read(r);
+        let topics = Topics::read(r);
+        let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)));
+        let public_url = r
+            .url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])
+            .trim_end_matches('/')
+            .to_owned();
+        let session_ttl = Duration::from_secs(positive(r, "SESSION_TTL_SECONDS", 3600));
+        let status_wait_max = r.parse("STATUS_WAIT_MAX_SECONDS", 30u64);
+        let kafka_ack_timeout = Duration::from_secs(positive(r, "KAFKA_ACK_TIMEOUT_SECONDS", 5));
+        let title_cache_ttl = Duration::from_secs(positive(r, "TITLE_CACHE_TTL_SECONDS", 300));
+        let max_body_bytes = r.parse("MAX_BODY_BYTES", 64 * 1024usize);
+        let max_asset_bytes = r.parse("MAX_ASSET_BYTES", 200 * 1024 * 1024u64);
+        let email = r.string("ADMIN_EMAIL", "");
+        let password = r.string("ADMIN_PASSWORD", "");
+        let admin = match (email.is_empty(), password.is_empty()) {
+            (true, true) => None,
+            (false, false) => {
+                if password.chars().count() < 8 {
+                    r.invalid(
+                        "ADMIN_PASSWORD",
+                        "(hidden)",
+                        "must be at least 8 characters",
+                    );
+                }
+                Some((email, password))
+            }
+            (true, false) => {
+                r.invalid("ADMIN_EMAIL", "", "must be set when ADMIN_PASSWORD is");
+                None
+            }
+            (false, true) => {
+                r.invalid("ADMIN_PASSWORD", "", "must be set when ADMIN_EMAIL is");
+                None
+            }
+        };
+        let legacy_api = r.parse("LEGACY_API", true);
+        let source = r.string("SOURCE", "/polystream/s1-gateway");
+        Self {
+            stores,
+            topics,
+            http_addr,
+            public_url,
+            session_ttl,
+            status_wait_max,
+            kafka_ack_timeout,
+            title_cache_ttl,
+            max_body_bytes,
+            max_asset_bytes,
+            admin,
+            legacy_api,
+            source,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let mut r = Reader::new(ProcessEnv);
+        let c = Self::read(&mut r);
+        r.finish().map(|()| c)
+    }
+}
+
+fn positive<S: Source>(r: &mut Reader<S>, var: &str, default: u64) -> u64 {
+    let v = r.parse(var, default);
+    if v == 0 {
+        r.invalid(var, "0", "must be at least 1");
+        return default;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let mut r = Reader::new([("UNRELATED", "x")]);
+        let c = Config::read(&mut r);
+        assert!(r.finish().is_ok());
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.public_url, "http://127.0.0.1:8000");
+        assert_eq!(c.session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.status_wait_max, 30);
+        assert!(c.legacy_api);
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut r = Reader::new([
+            ("HTTP_ADDR", "nowhere"),
+            ("ADMIN_EMAIL", "a@b.c"),
+            ("SESSION_TTL_SECONDS", "0"),
+        ]);
+        Config::read(&mut r);
+        let text = r.finish().unwrap_err().to_string();
+        assert!(text.contains("HTTP_ADDR"), "{text}");
+        assert!(text.contains("ADMIN_PASSWORD"), "{text}");
+        assert!(text.contains("SESSION_TTL_SECONDS"), "{text}");
+    }
+}

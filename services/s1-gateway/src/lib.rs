@@ -1,0 +1,152 @@
+//! S1 gateway: the REST API of Polystream.
+//!
+//! Writes are validated, published as CloudEvents on Kafka and answered
+//! `202 {correlation_id, status_url}` once Kafka acknowledged them; reads go
+//! straight to the store that owns the data (PostgreSQL, MongoDB, Redis).
+//! [`legacy`] keeps seed 002's endpoints working on top of the same handlers.
+
+pub mod auth;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod legacy;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use polystream_common::health::{self, Check};
+use rdkafka::producer::Producer;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use routes::{accounts, catalog, status};
+use state::{AppState, State};
+
+/// Serves on `HTTP_ADDR` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on HTTP_ADDR={}: {e}", config.http_addr))?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state: AppState = Arc::new(State::connect(config).await?);
+    {
+        let state = state.clone();
+        tokio::spawn(async move { accounts::bootstrap_admin(&state).await });
+    }
+    let app = router(state);
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let mut app = Router::new()
+        .route("/v1/status/{correlation_id}", get(status::get_status))
+        .route("/v1/users", post(accounts::post_user))
+        .route("/v1/users/{id}", get(accounts::get_user))
+        .route("/v1/sessions", post(accounts::post_session))
+        .route(
+            "/v1/sessions/current",
+            delete(accounts::delete_current_session),
+        )
+        .route("/v1/users/{id}/sessions", get(accounts::list_sessions))
+        .route(
+            "/v1/users/{id}/sessions/{session_id}",
+            delete(accounts::delete_session),
+        )
+        .route(
+            "/v1/users/{id}/subscription",
+            put(accounts::put_subscription).get(accounts::get_subscription),
+        )
+        .route(
+            "/v1/users/{id}/payments",
+            post(accounts::post_payment).get(accounts::list_payments),
+        )
+        .route(
+            "/v1/users/{id}/preferences",
+            put(accounts::put_preferences).get(accounts::get_preferences),
+        )
+        .merge(catalog::routes());
+    if state.config.legacy_api {
+        app = app.merge(legacy::routes());
+    }
+    app = app
+        .route("/metrics", get(|| async { "" }))
+        .route("/", get(root))
+        .merge(openapi::routes())
+        .fallback(error::not_found)
+        .layer(axum::middleware::map_response(error::method_not_allowed))
+        .layer(DefaultBodyLimit::max(max_body))
+        // Method, path, status and latency only: bodies (passwords) are never logged.
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    app.with_state(state.clone())
+        .merge(health::router(checks(&state)))
+}
+
+fn checks(state: &AppState) -> Vec<Check> {
+    let kafka = state.producer.clone();
+    let redis = state.redis.clone();
+    vec![
+        Check::new("kafka", move || {
+            let kafka = kafka.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    kafka
+                        .client()
+                        .fetch_metadata(None, Duration::from_secs(2))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }),
+        Check::new("redis", move || {
+            let mut redis = redis.clone();
+            async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut redis)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }),
+    ]
+}
+
+/// `GET /`: what this is and where to look (seed 002 served this too).
+async fn root(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "service": "polystream-s1-gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "health": "/health",
+        "legacy_api": state.config.legacy_api,
+    }))
+}

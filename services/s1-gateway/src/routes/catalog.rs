@@ -1,0 +1,868 @@
+//! Catalog and activity: titles, relations and assets (MongoDB, GridFS),
+//! views, ratings, recommendations (MongoDB), rankings and counters (Redis).
+//! Catalog reads are public; catalog writes need an administrator.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use chrono::{DateTime, Utc};
+use futures::{AsyncWriteExt, StreamExt};
+use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
+use mongodb::options::GridFsBucketOptions;
+use polystream_common::events::{
+    AssetAttached, AssetKind, Command, RecommendationsRequested, Relation, Season, TitleDeleted,
+    TitleKind, TitleRated, TitleUpserted, TitlesRelated, ViewRecorded,
+};
+use polystream_common::problem::Problem;
+use polystream_stores::{keys, mongo};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{TitlePath, UserPath};
+use crate::auth::Caller;
+use crate::command::{Accepted, V1_STATUS, submit};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ValidJson, ValidPath, ValidQuery, positive};
+use crate::routes::accounts::limit;
+use crate::state::{AppState, State as S};
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/v1/titles", post(post_title).get(list_titles))
+        .route(
+            "/v1/titles/{id}",
+            get(get_title).put(put_title).delete(delete_title),
+        )
+        .route(
+            "/v1/titles/{id}/relations",
+            post(post_relation).get(list_relations),
+        )
+        .route("/v1/titles/{id}/assets", post(post_asset))
+        .route("/v1/titles/{id}/assets/{asset_id}", get(get_asset))
+        .route("/v1/users/{id}/views", post(post_view).get(list_views))
+        .route("/v1/users/{id}/ratings/{title_id}", put(put_rating))
+        .route(
+            "/v1/users/{id}/recommendations",
+            post(post_recommendations).get(get_recommendations),
+        )
+        .route("/v1/rankings/{kind}", get(get_ranking))
+        .route("/v1/stats/counters", get(get_counters))
+}
+
+/// BSON to the JSON clients see: dates as RFC 3339, ObjectIds as hex,
+/// numbers as numbers, and `_id` renamed to what it is.
+pub fn to_json(b: Bson) -> Value {
+    match b {
+        Bson::Document(d) => Value::Object(d.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Bson::Array(a) => Value::Array(a.into_iter().map(to_json).collect()),
+        Bson::DateTime(dt) => Value::String(dt.try_to_rfc3339_string().unwrap_or_default()),
+        Bson::ObjectId(o) => Value::String(o.to_hex()),
+        Bson::Int32(i) => i.into(),
+        Bson::Int64(i) => i.into(),
+        other => other.into_relaxed_extjson(),
+    }
+}
+
+pub fn doc_json(mut d: Document, id_name: &str) -> Value {
+    if let Some(id) = d.remove("_id")
+        && !id_name.is_empty()
+    {
+        d.insert(id_name, id);
+    }
+    to_json(Bson::Document(d))
+}
+
+const TITLE_FIELDS: &[(&str, &str)] = &[("title_id", "path.id")];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TitleBody {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// movie, series or documentary.
+    #[schema(value_type = String, example = "movie")]
+    pub kind: TitleKind,
+    pub year: i32,
+    #[serde(default)]
+    pub directors: Vec<String>,
+    #[serde(default)]
+    pub cast: Vec<String>,
+    #[serde(default)]
+    pub genres: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Series only: `[{number, episodes}]`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub seasons: Vec<Season>,
+}
+
+fn title_command(title_id: i64, b: TitleBody) -> Command {
+    Command::TitleUpserted(TitleUpserted {
+        title_id,
+        title: b.title,
+        description: b.description,
+        kind: b.kind,
+        year: b.year,
+        directors: b.directors,
+        cast: b.cast,
+        genres: b.genres,
+        categories: b.categories,
+        seasons: b.seasons,
+    })
+}
+
+/// Add a title (admin); S1 allocates its id.
+#[utoipa::path(post, path = "/v1/titles", tag = "catalog", request_body = TitleBody, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn post_title(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<TitleBody>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let mut con = state.redis.clone();
+    let id: i64 = redis::cmd("INCR")
+        .arg(keys::NEXT_TITLE_ID)
+        .query_async(&mut con)
+        .await?;
+    let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
+    a.title_id = Some(id);
+    Ok(a.into_202())
+}
+
+/// Replace a title (admin).
+#[utoipa::path(put, path = "/v1/titles/{id}", tag = "catalog", params(TitlePath), request_body = TitleBody, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn put_title(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<TitlePath>,
+    ValidJson(b): ValidJson<TitleBody>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = positive("path.id", p.id)?;
+    let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
+    a.title_id = Some(id);
+    Ok(a.into_202())
+}
+
+/// Delete a title (admin).
+#[utoipa::path(delete, path = "/v1/titles/{id}", tag = "catalog", params(TitlePath), security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn delete_title(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<TitlePath>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = positive("path.id", p.id)?;
+    let c = Command::TitleDeleted(TitleDeleted { title_id: id });
+    Ok(submit(&state, c, TITLE_FIELDS, V1_STATUS).await?.into_202())
+}
+
+/// Cache-aside read of one title; `(json, hit)`.
+pub async fn cached_title(state: &S, id: i64) -> ApiResult<Option<(Value, bool)>> {
+    let mut con = state.redis.clone();
+    let key = keys::title_cache(id);
+    let cached: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+    if let Some(v) = cached.and_then(|c| serde_json::from_str::<Value>(&c).ok()) {
+        let _: i64 = redis::cmd("INCR")
+            .arg(keys::CACHE_HITS)
+            .query_async(&mut con)
+            .await?;
+        return Ok(Some((v, true)));
+    }
+    let _: i64 = redis::cmd("INCR")
+        .arg(keys::CACHE_MISSES)
+        .query_async(&mut con)
+        .await?;
+    let found = state
+        .mongo
+        .collection::<Document>(mongo::TITLES)
+        .find_one(doc! {"_id": id})
+        .await?;
+    let Some(d) = found else {
+        return Ok(None);
+    };
+    let v = doc_json(d, "title_id");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(v.to_string())
+        .arg("EX")
+        .arg(state.config.title_cache_ttl.as_secs())
+        .query_async(&mut con)
+        .await?;
+    Ok(Some((v, false)))
+}
+
+/// One title (public; served from the Redis cache when warm, `X-Cache: hit|miss`).
+#[utoipa::path(get, path = "/v1/titles/{id}", tag = "catalog", params(TitlePath),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_title(
+    State(state): State<AppState>,
+    ValidPath(p): ValidPath<TitlePath>,
+) -> ApiResult<Response> {
+    let id = positive("path.id", p.id)?;
+    let (v, hit) = cached_title(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("title {id}")))?;
+    let mut res = Json(v).into_response();
+    res.headers_mut().insert(
+        "x-cache",
+        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+    );
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TitlesQuery {
+    pub genre: Option<String>,
+    /// movie, series or documentary.
+    #[param(value_type = Option<String>)]
+    pub kind: Option<TitleKind>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+}
+
+/// Browse the catalog (public).
+#[utoipa::path(get, path = "/v1/titles", tag = "catalog", params(TitlesQuery),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem)))]
+pub async fn list_titles(
+    State(state): State<AppState>,
+    ValidQuery(q): ValidQuery<TitlesQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let limit = limit("query.limit", q.limit)?;
+    let mut filter = doc! {};
+    if let Some(g) = q.genre {
+        filter.insert("genres", g);
+    }
+    if let Some(k) = q.kind {
+        filter.insert("kind", json_str(&k));
+    }
+    let docs: Vec<Document> = state
+        .mongo
+        .collection::<Document>(mongo::TITLES)
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .limit(limit)
+        .await?
+        .try_collect_vec()
+        .await?;
+    Ok(Json(
+        docs.into_iter().map(|d| doc_json(d, "title_id")).collect(),
+    ))
+}
+
+/// A serde enum's wire name.
+fn json_str<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+trait CollectVec {
+    async fn try_collect_vec(self) -> mongodb::error::Result<Vec<Document>>;
+}
+
+impl CollectVec for mongodb::Cursor<Document> {
+    async fn try_collect_vec(self) -> mongodb::error::Result<Vec<Document>> {
+        futures::TryStreamExt::try_collect(self).await
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelationBody {
+    pub related_title_id: i64,
+    /// similar, sequel, prequel or same_collection.
+    #[schema(value_type = String, example = "similar")]
+    pub relation: Relation,
+}
+
+/// Relate two titles (admin).
+#[utoipa::path(post, path = "/v1/titles/{id}/relations", tag = "catalog", params(TitlePath), request_body = RelationBody, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn post_relation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<TitlePath>,
+    ValidJson(b): ValidJson<RelationBody>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = positive("path.id", p.id)?;
+    let c = Command::TitlesRelated(TitlesRelated {
+        title_id: id,
+        related_title_id: b.related_title_id,
+        relation: b.relation,
+    });
+    Ok(submit(&state, c, TITLE_FIELDS, V1_STATUS).await?.into_202())
+}
+
+/// A title's relations (public).
+#[utoipa::path(get, path = "/v1/titles/{id}/relations", tag = "catalog", params(TitlePath),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem)))]
+pub async fn list_relations(
+    State(state): State<AppState>,
+    ValidPath(p): ValidPath<TitlePath>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let id = positive("path.id", p.id)?;
+    let docs = state
+        .mongo
+        .collection::<Document>(mongo::TITLE_RELATIONS)
+        .find(doc! {"title_id": id})
+        .await?
+        .try_collect_vec()
+        .await?;
+    Ok(Json(docs.into_iter().map(|d| doc_json(d, "")).collect()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AssetQuery {
+    /// poster or trailer.
+    #[param(value_type = String)]
+    pub kind: AssetKind,
+    /// Default `{kind}-{title_id}`.
+    pub filename: Option<String>,
+}
+
+/// Upload a poster or trailer (admin): the raw body, with its Content-Type, is
+/// streamed into GridFS; the event carries only the reference (claim check).
+#[utoipa::path(post, path = "/v1/titles/{id}/assets", tag = "catalog", params(TitlePath, AssetQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file's bytes; send its real Content-Type"),
+    security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 413, body = Problem), (status = 503, body = Problem)))]
+pub async fn post_asset(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<TitlePath>,
+    ValidQuery(q): ValidQuery<AssetQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = positive("path.id", p.id)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::field("header.content-type", "send the file's media type"))?;
+    let titles = state.mongo.collection::<Document>(mongo::TITLES);
+    if titles.find_one(doc! {"_id": id}).await?.is_none() {
+        return Err(ApiError::not_found(&format!("title {id}")));
+    }
+    let kind = json_str(&q.kind);
+    let filename = q.filename.unwrap_or_else(|| format!("{kind}-{id}"));
+    let bucket = assets_bucket(&state);
+    let mut up = bucket
+        .open_upload_stream(&filename)
+        .metadata(doc! {"title_id": id, "kind": &kind, "content_type": &content_type})
+        .await?;
+    let mut body = req.into_body().into_data_stream();
+    let mut length: u64 = 0;
+    let max = state.config.max_asset_bytes;
+    while let Some(chunk) = body.next().await {
+        let failure = match chunk {
+            Err(e) => Some(ApiError::field(
+                "body",
+                format!("could not read the upload: {e}"),
+            )),
+            Ok(c) => {
+                length += c.len() as u64;
+                if length > max {
+                    Some(ApiError::status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload-too-large",
+                        "Payload too large",
+                        format!("assets are limited to {max} bytes"),
+                    ))
+                } else {
+                    up.write_all(&c)
+                        .await
+                        .err()
+                        .map(|e| ApiError::unavailable("mongodb", e))
+                }
+            }
+        };
+        if let Some(f) = failure {
+            let _ = up.abort().await;
+            return Err(f);
+        }
+    }
+    if length == 0 {
+        let _ = up.abort().await;
+        return Err(ApiError::field("body", "the file is empty"));
+    }
+    up.close()
+        .await
+        .map_err(|e| ApiError::unavailable("mongodb", e))?;
+    let oid = up
+        .id()
+        .as_object_id()
+        .ok_or_else(|| ApiError::from(Problem::internal()))?;
+    let c = Command::AssetAttached(AssetAttached {
+        title_id: id,
+        asset_id: oid.to_hex(),
+        kind: q.kind,
+        filename,
+        content_type,
+        length,
+    });
+    match submit(&state, c, TITLE_FIELDS, V1_STATUS).await {
+        Ok(mut a) => {
+            a.asset_id = Some(oid.to_hex());
+            Ok(a.into_202())
+        }
+        Err(e) => {
+            // Nothing refers to the blob: do not leave it behind.
+            let _ = bucket.delete(Bson::ObjectId(oid)).await;
+            Err(e)
+        }
+    }
+}
+
+fn assets_bucket(state: &S) -> mongodb::gridfs::GridFsBucket {
+    state.mongo.gridfs_bucket(
+        GridFsBucketOptions::builder()
+            .bucket_name(mongo::ASSETS_BUCKET.to_owned())
+            .build(),
+    )
+}
+
+/// What a `Range` header asks of a `len`-byte file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    Full,
+    /// Inclusive byte offsets.
+    Partial(u64, u64),
+    Unsatisfiable,
+}
+
+/// RFC 9110 §14: a single `bytes=` range; anything we do not understand
+/// (other units, several ranges, bad syntax) is ignored and the whole file sent.
+pub fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (None, Some(n)) if a.is_empty() => {
+            if n == 0 || len == 0 {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(len.saturating_sub(n), len - 1)
+            }
+        }
+        (Some(start), None) if b.is_empty() => {
+            if start >= len {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(start, len - 1)
+            }
+        }
+        (Some(start), Some(end)) if start <= end => {
+            if start >= len {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(start, end.min(len - 1))
+            }
+        }
+        _ => RangeRequest::Full,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AssetPath {
+    /// Title id.
+    pub id: i64,
+    /// 24 hex digits.
+    pub asset_id: String,
+}
+
+fn number(d: &Document, key: &str) -> u64 {
+    match d.get(key) {
+        Some(Bson::Int32(i)) => *i as u64,
+        Some(Bson::Int64(i)) => *i as u64,
+        Some(Bson::Double(f)) => *f as u64,
+        _ => 0,
+    }
+}
+
+/// Download an asset, with `Range` support (206/416) so trailers can be seeked.
+#[utoipa::path(get, path = "/v1/titles/{id}/assets/{asset_id}", tag = "catalog", params(AssetPath,
+        ("Range" = Option<String>, Header, description = "e.g. bytes=0-1023")),
+    responses((status = 200, description = "the whole file"), (status = 206, description = "the requested range"),
+              (status = 400, body = Problem), (status = 404, body = Problem), (status = 416, body = Problem)))]
+pub async fn get_asset(
+    State(state): State<AppState>,
+    ValidPath(p): ValidPath<AssetPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = positive("path.id", p.id)?;
+    let oid = ObjectId::parse_str(&p.asset_id)
+        .map_err(|_| ApiError::field("path.asset_id", "must be 24 hex digits"))?;
+    let files = state
+        .mongo
+        .collection::<Document>(&format!("{}.files", mongo::ASSETS_BUCKET));
+    let file = files
+        .find_one(doc! {"_id": oid, "metadata.title_id": id})
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("asset {} of title {id}", p.asset_id)))?;
+    let len = number(&file, "length");
+    let chunk = number(&file, "chunkSize").max(1);
+    let content_type = file
+        .get_document("metadata")
+        .ok()
+        .and_then(|m| m.get_str("content_type").ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    let (status, start, end) = match range {
+        RangeRequest::Unsatisfiable => {
+            let mut res = ApiError::status(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "Range not satisfiable",
+                format!("the file has {len} bytes"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                res.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(res);
+        }
+        RangeRequest::Full => (StatusCode::OK, 0, len.saturating_sub(1)),
+        RangeRequest::Partial(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
+    };
+    let body_len = if len == 0 { 0 } else { end - start + 1 };
+    let chunks = state
+        .mongo
+        .collection::<Document>(&format!("{}.chunks", mongo::ASSETS_BUCKET));
+    let cursor = chunks
+        .find(doc! {"files_id": oid, "n": {"$gte": (start / chunk) as i64, "$lte": (end / chunk) as i64}})
+        .sort(doc! {"n": 1})
+        .await?;
+    // Only the chunks that overlap the range are read, each trimmed to it.
+    let stream = cursor.map(move |d| {
+        let d = d.map_err(std::io::Error::other)?;
+        let n = number(&d, "n");
+        let data = match d.get("data") {
+            Some(Bson::Binary(b)) => b.bytes.clone(),
+            _ => return Err(std::io::Error::other("chunk without data")),
+        };
+        let first = n * chunk;
+        let from = start.saturating_sub(first) as usize;
+        let to = ((end + 1).saturating_sub(first) as usize).min(data.len());
+        Ok::<_, std::io::Error>(Bytes::from(data).slice(from.min(to)..to))
+    });
+    let mut res = Response::new(Body::from_stream(stream));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(res)
+}
+
+fn own(caller: &Caller, id: i64) -> ApiResult<i64> {
+    let id = positive("path.id", id)?;
+    caller.may_access(id)?;
+    Ok(id)
+}
+
+const USER_FIELDS: &[(&str, &str)] = &[("user_id", "path.id")];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViewBody {
+    pub title_id: i64,
+    pub seconds_watched: u32,
+    /// 0–100.
+    pub position_pct: f64,
+    /// Default: position_pct ≥ 90.
+    pub completed: Option<bool>,
+    /// Default now.
+    pub watched_at: Option<DateTime<Utc>>,
+}
+
+pub fn view_command(user_id: i64, view_id: Uuid, b: ViewBody) -> Command {
+    Command::ViewRecorded(ViewRecorded {
+        view_id,
+        user_id,
+        title_id: b.title_id,
+        seconds_watched: b.seconds_watched,
+        position_pct: b.position_pct,
+        completed: b.completed.unwrap_or(b.position_pct >= 90.0),
+        watched_at: b.watched_at.unwrap_or_else(Utc::now),
+    })
+}
+
+/// Record a viewing session.
+#[utoipa::path(post, path = "/v1/users/{id}/views", tag = "activity", params(UserPath), request_body = ViewBody, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn post_view(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<UserPath>,
+    ValidJson(b): ValidJson<ViewBody>,
+) -> ApiResult<Response> {
+    let id = own(&caller, p.id)?;
+    let view_id = Uuid::now_v7();
+    let mut a = submit(&state, view_command(id, view_id, b), USER_FIELDS, V1_STATUS).await?;
+    a.view_id = Some(view_id);
+    Ok(a.into_202())
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ViewsQuery {
+    /// movie, series or documentary.
+    #[param(value_type = Option<String>)]
+    pub kind: Option<TitleKind>,
+    pub completed: Option<bool>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+}
+
+pub async fn views(state: &S, user_id: i64, q: ViewsQuery) -> ApiResult<Vec<Value>> {
+    let limit = limit("query.limit", q.limit)?;
+    let mut filter = doc! {"user_id": user_id};
+    if let Some(k) = q.kind {
+        filter.insert("kind", json_str(&k));
+    }
+    if let Some(c) = q.completed {
+        filter.insert("completed", c);
+    }
+    let docs = state
+        .mongo
+        .collection::<Document>(mongo::VIEWS)
+        .find(filter)
+        .sort(doc! {"watched_at": -1})
+        .limit(limit)
+        .await?
+        .try_collect_vec()
+        .await?;
+    Ok(docs.into_iter().map(|d| doc_json(d, "view_id")).collect())
+}
+
+/// A user's watch history, newest first.
+#[utoipa::path(get, path = "/v1/users/{id}/views", tag = "activity", params(UserPath, ViewsQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_views(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<UserPath>,
+    ValidQuery(q): ValidQuery<ViewsQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let id = own(&caller, p.id)?;
+    views(&state, id, q).await.map(Json)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RatingPath {
+    /// User id.
+    pub id: i64,
+    /// Title id.
+    pub title_id: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingBody {
+    /// 1–5.
+    pub stars: u8,
+}
+
+/// Rate a title 1–5 (a later rating replaces the earlier).
+#[utoipa::path(put, path = "/v1/users/{id}/ratings/{title_id}", tag = "activity", params(RatingPath), request_body = RatingBody, security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn put_rating(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<RatingPath>,
+    ValidJson(b): ValidJson<RatingBody>,
+) -> ApiResult<Response> {
+    let id = own(&caller, p.id)?;
+    let title_id = positive("path.title_id", p.title_id)?;
+    let c = Command::TitleRated(TitleRated {
+        user_id: id,
+        title_id,
+        stars: b.stars,
+    });
+    let fields = [("user_id", "path.id"), ("title_id", "path.title_id")];
+    Ok(submit(&state, c, &fields, V1_STATUS).await?.into_202())
+}
+
+/// Regenerate a user's recommendations.
+#[utoipa::path(post, path = "/v1/users/{id}/recommendations", tag = "activity", params(UserPath), security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn post_recommendations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<UserPath>,
+) -> ApiResult<Response> {
+    let id = own(&caller, p.id)?;
+    let c = Command::RecommendationsRequested(RecommendationsRequested { user_id: id });
+    Ok(submit(&state, c, USER_FIELDS, V1_STATUS).await?.into_202())
+}
+
+pub async fn recommendations(state: &S, user_id: i64) -> ApiResult<Value> {
+    state
+        .mongo
+        .collection::<Document>(mongo::RECOMMENDATIONS)
+        .find_one(doc! {"_id": user_id})
+        .await?
+        .map(|d| doc_json(d, "user_id"))
+        .ok_or_else(|| ApiError::not_found(&format!("recommendations for user {user_id}")))
+}
+
+/// A user's latest recommendations.
+#[utoipa::path(get, path = "/v1/users/{id}/recommendations", tag = "activity", params(UserPath), security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_recommendations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ValidPath(p): ValidPath<UserPath>,
+) -> ApiResult<Json<Value>> {
+    let id = own(&caller, p.id)?;
+    recommendations(&state, id).await.map(Json)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RankingKind {
+    MostWatched,
+    TopRated,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RankingPath {
+    /// most-watched or top-rated.
+    #[param(value_type = String)]
+    pub kind: RankingKind,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RankingQuery {
+    /// day, week or all (default).
+    pub window: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+}
+
+/// Most watched or top rated titles for the current day, week, or all time (public).
+#[utoipa::path(get, path = "/v1/rankings/{kind}", tag = "activity", params(RankingPath, RankingQuery),
+    responses((status = 200, body = Object), (status = 400, body = Problem)))]
+pub async fn get_ranking(
+    State(state): State<AppState>,
+    ValidPath(p): ValidPath<RankingPath>,
+    ValidQuery(q): ValidQuery<RankingQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = limit("query.limit", q.limit)?;
+    let window_name = q.window.unwrap_or_else(|| "all".into());
+    let window = keys::Window::parse(&window_name)
+        .ok_or_else(|| ApiError::field("query.window", "must be day, week or all"))?;
+    let now = Utc::now();
+    let key = match p.kind {
+        RankingKind::MostWatched => keys::rank_views(window, now),
+        RankingKind::TopRated => keys::rank_rating(window, now),
+    };
+    let mut con = state.redis.clone();
+    let items: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(limit - 1)
+        .arg("REV")
+        .arg("WITHSCORES")
+        .query_async(&mut con)
+        .await?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|(id, score)| json!({"title_id": id.parse::<i64>().ok(), "score": score}))
+        .collect();
+    Ok(Json(
+        json!({"window": window_name, "bucket": window.bucket(now), "items": items}),
+    ))
+}
+
+/// Platform counters (admin).
+#[utoipa::path(get, path = "/v1/stats/counters", tag = "activity", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn get_counters(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let mut con = state.redis.clone();
+    let (hits, misses): (Option<i64>, Option<i64>) = redis::pipe()
+        .get(keys::CACHE_HITS)
+        .get(keys::CACHE_MISSES)
+        .query_async(&mut con)
+        .await?;
+    Ok(Json(
+        json!({"cache_hits": hits.unwrap_or(0), "cache_misses": misses.unwrap_or(0)}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeRequest::*;
+        assert_eq!(parse_range(None, 100), Full);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Partial(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), Partial(0, 99));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), Partial(50, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), Full);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), Full);
+        assert_eq!(parse_range(Some("bytes=x-1"), 100), Full);
+    }
+
+    #[test]
+    fn bson_becomes_plain_json() {
+        let d =
+            doc! {"_id": 7_i64, "year": 1999_i32, "at": mongodb::bson::DateTime::from_millis(0)};
+        let v = doc_json(d, "title_id");
+        assert_eq!(v["title_id"], 7);
+        assert_eq!(v["year"], 1999);
+        assert_eq!(v["at"], "1970-01-01T00:00:00Z");
+    }
+}

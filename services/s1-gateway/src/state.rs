@@ -1,0 +1,75 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use mongodb::Database;
+use polystream_common::status::StatusStore;
+use rdkafka::producer::FutureProducer;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use crate::config::Config;
+
+pub type AppState = Arc<State>;
+
+pub struct State {
+    pub pg: PgPool,
+    pub mongo: Database,
+    pub redis: ConnectionManager,
+    pub producer: FutureProducer,
+    pub status: StatusStore,
+    pub config: Config,
+}
+
+impl State {
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let s = &config.stores;
+        let pg = polystream_stores::pg::connect(&s.database_url, 10)
+            .await
+            .with_context(|| format!("PostgreSQL is not reachable at {}", s.database_url))?;
+        // Migrating is safe from several services at once (advisory lock), and
+        // S1 reads these tables.
+        polystream_stores::pg::migrate(&pg)
+            .await
+            .context("applying PostgreSQL migrations")?;
+        let mongo = polystream_stores::mongo::connect(&s.mongodb_uri)
+            .await
+            .with_context(|| format!("MongoDB URI {} is invalid", s.mongodb_uri))?;
+        let client = redis::Client::open(s.redis_url.as_str())
+            .with_context(|| format!("REDIS_URL {} is invalid", s.redis_url))?;
+        let redis = ConnectionManager::new(client.clone())
+            .await
+            .with_context(|| format!("Redis is not reachable at {}", s.redis_url))?;
+        let producer = producer(&s.kafka_bootstrap_servers, config.kafka_ack_timeout)
+            .context("creating the Kafka producer")?;
+        let status = StatusStore::new(client, redis.clone());
+        Ok(Self {
+            pg,
+            mongo,
+            redis,
+            producer,
+            status,
+            config,
+        })
+    }
+}
+
+/// common::kafka::producer's durable settings, but librdkafka gives up on a
+/// record when the client stops waiting for it: a write answered 503 is then
+/// (barring a record already in flight) not delivered later behind the
+/// client's back.
+fn producer(
+    bootstrap: &str,
+    ack_timeout: std::time::Duration,
+) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "s1-gateway")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+        .create()
+}

@@ -1,0 +1,270 @@
+//! Seed 002's endpoints, through the compatibility layer.
+
+use mongodb::bson::{Document, doc};
+use reqwest::Response;
+use serde_json::{Value, json};
+
+use crate::harness::{Harness, expect_problem, start};
+
+/// 200 with correlation_id and a seed-style status_url; the event on Kafka; pending status.
+async fn expect_legacy(h: &Harness, res: Response, event_type: &str) -> (Value, Value) {
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    let body: Value = res.json().await.unwrap();
+    let cid = body["correlation_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status_url"], h.url(&format!("/status/{cid}")));
+    let (key, bytes, ev) = h.next_event().await;
+    assert_eq!(ev["type"], event_type);
+    assert_eq!(ev["correlationid"], cid.as_str());
+    assert_eq!(ev["subject"], key.as_str());
+    let status: Value = h
+        .get(&format!("/status/{cid}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "pending");
+    let _ = bytes;
+    (body, ev)
+}
+
+async fn post(h: &Harness, path: &str) -> Response {
+    h.http.post(h.url(path)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn seed_002_endpoints_translate_onto_the_real_commands() {
+    let h = start(&[]).await;
+    let root: Value = h.get("/", None).await.json().await.unwrap();
+    assert_eq!(root["docs"], "/docs");
+    assert_eq!(h.get("/health", None).await.status(), 200);
+
+    // POST /usuarios with nothing: generated, plausible, valid.
+    let (body, ev) = expect_legacy(
+        &h,
+        post(&h, "/usuarios").await,
+        "polystream.user.registered.v1",
+    )
+    .await;
+    let d = &ev["data"];
+    assert_eq!(d["user_id"], body["user_id"]);
+    assert!(
+        polystream_common::events::is_cpf(d["cpf"].as_str().unwrap()),
+        "{d}"
+    );
+    assert!(
+        polystream_common::events::is_email(d["email"].as_str().unwrap()),
+        "{d}"
+    );
+    assert!(
+        d["password_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2id$")
+    );
+    let (_, ev) = expect_legacy(
+        &h,
+        post(
+            &h,
+            "/usuarios?nome=Maria%20Lima&email=maria@example.com&senha=segredo-forte-1",
+        )
+        .await,
+        "polystream.user.registered.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["name"], "Maria Lima");
+    assert!(!ev.to_string().contains("segredo-forte-1"));
+
+    let (_, ev) = expect_legacy(
+        &h,
+        post(&h, "/usuarios/1234/assinatura").await,
+        "polystream.subscription.changed.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["user_id"], 1234);
+    let (_, ev) = expect_legacy(
+        &h,
+        post(&h, "/usuarios/1234/assinatura?plano=premium").await,
+        "polystream.subscription.changed.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["plan"], "premium");
+    expect_problem(
+        post(&h, "/usuarios/1234/assinatura?plano=ouro").await,
+        400,
+        Some("query.plano"),
+    )
+    .await;
+    expect_problem(
+        post(&h, "/usuarios/abc/assinatura").await,
+        400,
+        Some("path.id"),
+    )
+    .await;
+
+    let (body, ev) = expect_legacy(
+        &h,
+        post(
+            &h,
+            "/usuarios/1234/pagamento?valor=39.90&forma_pagamento=pix",
+        )
+        .await,
+        "polystream.payment.recorded.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["amount_cents"], 3990);
+    assert_eq!(ev["data"]["method"], "pix");
+    assert_eq!(ev["data"]["payment_id"], body["payment_id"]);
+    expect_legacy(
+        &h,
+        post(&h, "/usuarios/1234/pagamento").await,
+        "polystream.payment.recorded.v1",
+    )
+    .await;
+
+    let (_, ev) = expect_legacy(
+        &h,
+        post(&h, "/usuarios/1234/config?tema=escuro&idioma=pt-BR").await,
+        "polystream.preferences.updated.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["theme"], "dark");
+    expect_problem(
+        post(&h, "/usuarios/1234/config?idioma=???").await,
+        400,
+        Some("query.idioma"),
+    )
+    .await;
+
+    let (_, ev) = expect_legacy(&h, post(&h, "/historico-visualizacao?user_id=1234&conteudo_id=5678&titulo=Matrix&tipo=filme&tempo_assistido=3600&posicao=95").await, "polystream.view.recorded.v1").await;
+    assert_eq!(ev["data"]["title_id"], 5678);
+    assert_eq!(ev["data"]["seconds_watched"], 3600);
+    assert_eq!(ev["data"]["completed"], true);
+    expect_legacy(
+        &h,
+        post(&h, "/historico-visualizacao?user_id=1234&conteudo_id=5678").await,
+        "polystream.view.recorded.v1",
+    )
+    .await;
+    expect_problem(
+        post(&h, "/historico-visualizacao?conteudo_id=5678").await,
+        400,
+        Some("query.user_id"),
+    )
+    .await;
+    expect_problem(
+        post(
+            &h,
+            "/historico-visualizacao?user_id=1&conteudo_id=2&tipo=novela",
+        )
+        .await,
+        400,
+        Some("query.tipo"),
+    )
+    .await;
+    expect_problem(
+        post(
+            &h,
+            "/historico-visualizacao?user_id=1&conteudo_id=2&posicao=150",
+        )
+        .await,
+        400,
+        Some("query.posicao"),
+    )
+    .await;
+
+    expect_legacy(
+        &h,
+        post(&h, "/recomendacoes/gerar?user_id=1234").await,
+        "polystream.recommendations.requested.v1",
+    )
+    .await;
+    let (_, ev) = expect_legacy(
+        &h,
+        post(&h, "/cache/conteudo/1001").await,
+        "polystream.title.cache_warm_requested.v1",
+    )
+    .await;
+    assert_eq!(ev["data"]["title_id"], 1001);
+
+    // Reads, in the seed's field names, from what S2 would have written.
+    let mut con = h.redis.clone();
+    let uid: i64 = redis::cmd("INCR")
+        .arg(polystream_stores::keys::NEXT_USER_ID)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let tid: i64 = redis::cmd("INCR")
+        .arg(polystream_stores::keys::NEXT_TITLE_ID)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let views = h
+        .mongo
+        .collection::<Document>(polystream_stores::mongo::VIEWS);
+    for (kind, done) in [("movie", true), ("series", false)] {
+        views.insert_one(doc! {"_id": uuid::Uuid::new_v4().to_string(), "user_id": uid, "title_id": tid, "title": "Matrix", "kind": kind,
+            "seconds_watched": 100_i64, "position_pct": 40.0, "completed": done, "watched_at": mongodb::bson::DateTime::now()}).await.unwrap();
+    }
+    let hist: Value = h
+        .get(&format!("/historico-visualizacao/{uid}?tipo=série"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hist["total"], 1, "{hist}");
+    assert_eq!(hist["historico"][0]["tipo"], "série");
+    assert_eq!(hist["historico"][0]["conteudo_id"], tid);
+    let hist: Value = h
+        .get(
+            &format!("/historico-visualizacao/{uid}?concluido=true&limit=10"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hist["historico"][0]["tipo"], "filme");
+    assert_eq!(hist["total"], 1);
+
+    expect_problem(
+        h.get(&format!("/recomendacoes/{uid}"), None).await,
+        404,
+        None,
+    )
+    .await;
+    h.mongo.collection::<Document>(polystream_stores::mongo::RECOMMENDATIONS)
+        .insert_one(doc! {"_id": uid, "generated_at": mongodb::bson::DateTime::now(), "items": [{"title_id": tid, "score": 1.0}]}).await.unwrap();
+    let rec: Value = h
+        .get(&format!("/recomendacoes/{uid}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec["itens"][0]["title_id"], tid);
+
+    h.mongo.collection::<Document>(polystream_stores::mongo::TITLES)
+        .insert_one(doc! {"_id": tid, "title": "Matrix", "kind": "movie", "year": 1999_i32, "genres": ["sci-fi"]}).await.unwrap();
+    let first: Value = h
+        .get(&format!("/cache/conteudo/{tid}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["cache"], "miss");
+    let second: Value = h
+        .get(&format!("/cache/conteudo/{tid}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["cache"], "hit");
+    assert_eq!(second["dados"]["title"], "Matrix");
+    let _ = json!(null);
+}
+
+#[tokio::test]
+async fn legacy_api_can_be_turned_off() {
+    let h = start(&[("LEGACY_API", "false")]).await;
+    expect_problem(post(&h, "/usuarios").await, 404, None).await;
+    assert_eq!(h.get("/", None).await.status(), 200);
+}

@@ -1,0 +1,264 @@
+//! The consumer group: one receive loop feeding one worker task per assigned
+//! partition, so partitions progress concurrently and each strictly in order.
+//!
+//! Offsets are *stored* by a worker only after its event is done (effects
+//! durable, outcome published, status recorded); librdkafka auto-commits
+//! stored offsets every second, and the processor commits them synchronously
+//! on revocation and at shutdown. A redelivery after a crash in between is
+//! harmless: every handler is effectively-once.
+//!
+//! Rebalances: when a partition is revoked its worker is told to stop, the
+//! callback waits (bounded) for the event in flight to finish and commits, so
+//! the next owner starts right after it instead of racing it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::pipeline::{Incoming, Pipeline};
+
+/// Pause a partition's fetching above this backlog, resume below the low mark,
+/// so a partition waiting on a store does not buffer without bound.
+const BACKLOG_HIGH: usize = 500;
+const BACKLOG_LOW: usize = 100;
+/// How long a revocation waits for the event in flight.
+const REVOKE_WAIT: Duration = Duration::from_secs(15);
+
+type PartitionKey = (String, i32);
+
+/// One assigned partition's worker state, shared with the rebalance callback.
+#[derive(Default)]
+pub struct Lane {
+    stop: AtomicBool,
+    busy: AtomicBool,
+    backlog: AtomicUsize,
+}
+
+type Lanes = Arc<Mutex<HashMap<PartitionKey, Arc<Lane>>>>;
+
+pub struct Context {
+    lanes: Lanes,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked: Vec<Arc<Lane>> = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            tpl.elements()
+                .iter()
+                .filter_map(|e| lanes.remove(&(e.topic().to_owned(), e.partition())))
+                .collect()
+        };
+        for lane in &revoked {
+            lane.stop.store(true, Ordering::SeqCst);
+        }
+        let wait = || {
+            let deadline = Instant::now() + REVOKE_WAIT;
+            while revoked.iter().any(|l| l.busy.load(Ordering::SeqCst)) && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        // The callback runs inside the receive loop's poll; on a multi-thread
+        // runtime hand this thread's queued tasks (the workers) to another
+        // thread while we wait for them.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+        commit(base, "revocation");
+        tracing::info!(partitions = ?names(tpl), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = ?names(tpl), "partitions assigned");
+        }
+    }
+}
+
+fn names(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect()
+}
+
+fn commit<C: Consumer<X>, X: ConsumerContext>(c: &C, when: &str) {
+    match c.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::debug!(when, "offsets committed"),
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(when, error = %e, "committing offsets failed"),
+    }
+}
+
+pub type ProcessorConsumer = StreamConsumer<Context>;
+
+/// A manual-offset-store consumer in `group` (see the module docs).
+pub fn create(bootstrap: &str, group: &str) -> KafkaResult<(Arc<ProcessorConsumer>, Lanes)> {
+    let lanes: Lanes = Arc::default();
+    let consumer: ProcessorConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("client.id", "s2-processor")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(Context {
+            lanes: lanes.clone(),
+        })?;
+    Ok((Arc::new(consumer), lanes))
+}
+
+fn one(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}
+
+/// Waits until the shutdown flag is set (never, if its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The receive loop; returns after a graceful shutdown.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    consumer: Arc<ProcessorConsumer>,
+    lanes: Lanes,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut workers: HashMap<PartitionKey, (Arc<Lane>, mpsc::UnboundedSender<Incoming>)> =
+        HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut paused: HashSet<PartitionKey> = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let stop = stopped(shutdown);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            _ = tick.tick() => {
+                workers.retain(|_, (lane, _)| !lane.stop.load(Ordering::SeqCst));
+                paused.retain(|k| {
+                    let Some((lane, _)) = workers.get(k) else { return false };
+                    if lane.backlog.load(Ordering::SeqCst) > BACKLOG_LOW {
+                        return true;
+                    }
+                    if let Err(e) = consumer.resume(&one(&k.0, k.1)) {
+                        tracing::warn!(error = %e, "resuming a partition failed");
+                    }
+                    false
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            received = consumer.recv() => {
+                let m = match received {
+                    Ok(m) => Incoming::from_message(&m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        // librdkafka reconnects by itself; do not spin meanwhile.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let key = (m.topic.clone(), m.partition);
+                let lane = {
+                    let mut l = lanes.lock().unwrap_or_else(|p| p.into_inner());
+                    l.entry(key.clone()).or_default().clone()
+                };
+                let current = workers.get(&key).filter(|(w, _)| Arc::ptr_eq(w, &lane));
+                let tx = match current {
+                    Some((_, tx)) => tx.clone(),
+                    None => {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tasks.spawn(worker(pipeline.clone(), consumer.clone(), lane.clone(), rx));
+                        workers.insert(key.clone(), (lane.clone(), tx.clone()));
+                        tx
+                    }
+                };
+                let backlog = lane.backlog.fetch_add(1, Ordering::SeqCst) + 1;
+                if tx.send(m).is_err() {
+                    lane.backlog.fetch_sub(1, Ordering::SeqCst);
+                }
+                if backlog > BACKLOG_HIGH
+                    && paused.insert(key.clone())
+                    && let Err(e) = consumer.pause(&one(&key.0, key.1))
+                {
+                    tracing::warn!(error = %e, "pausing a partition failed");
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: finishing events in flight");
+    for (lane, _) in workers.values() {
+        lane.stop.store(true, Ordering::SeqCst);
+    }
+    workers.clear();
+    while tasks.join_next().await.is_some() {}
+    commit(consumer.as_ref(), "shutdown");
+    consumer.unsubscribe();
+    tracing::info!("consumer stopped");
+}
+
+async fn worker(
+    pipeline: Arc<Pipeline>,
+    consumer: Arc<ProcessorConsumer>,
+    lane: Arc<Lane>,
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
+) {
+    while let Some(m) = rx.recv().await {
+        lane.backlog.fetch_sub(1, Ordering::SeqCst);
+        // busy is raised before stop is re-read, so a revocation either sees
+        // us busy and waits, or we see its stop and never start.
+        lane.busy.store(true, Ordering::SeqCst);
+        if lane.stop.load(Ordering::SeqCst) {
+            lane.busy.store(false, Ordering::SeqCst);
+            break;
+        }
+        let done = pipeline.handle(&m, &lane.stop).await;
+        if done {
+            let mut tpl = TopicPartitionList::new();
+            let stored = tpl
+                .add_partition_offset(&m.topic, m.partition, Offset::Offset(m.offset + 1))
+                .and_then(|()| consumer.store_offsets(&tpl));
+            if let Err(e) = stored {
+                // The partition was revoked meanwhile: its next owner sees
+                // this event again and republishes the recorded outcome.
+                tracing::debug!(error = %e, "offset not stored");
+            }
+        }
+        lane.busy.store(false, Ordering::SeqCst);
+        if !done {
+            break;
+        }
+    }
+}

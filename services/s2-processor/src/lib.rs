@@ -1,0 +1,334 @@
+//! S2, the processor: consumes commands from `user_events`, applies the
+//! cross-store integrity rules, persists each command to the store that owns
+//! it — effectively once — and publishes its outcome on `response_events` and
+//! in the command's Redis status.
+//!
+//! - [`consumer`]: the consumer group, one ordered worker per partition;
+//! - [`pipeline`]: one event from decoding to outcome, retrying store faults;
+//! - [`handlers`]: one handler per command, and the processed-event ledger;
+//! - [`recommend`]: recommendation scoring (pure);
+//! - [`dlq`]: dead-letter headers (pure);
+//! - [`errors`]: which store errors are business rules, which are transient.
+
+pub mod consumer;
+pub mod dlq;
+pub mod errors;
+pub mod handlers;
+pub mod pipeline;
+pub mod recommend;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use mongodb::bson::doc;
+use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, Topics};
+use polystream_common::health::{self, Check};
+use polystream_common::status::StatusStore;
+use polystream_stores::{mongo, pg};
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::handlers::Stores;
+use crate::pipeline::Pipeline;
+
+/// The processor's settings (see docs/configuration.md, "S2 processor").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub stores: StoreEndpoints,
+    pub topics: Topics,
+    /// `HTTP_ADDR`: health, readiness and metrics.
+    pub http_addr: SocketAddr,
+    /// `KAFKA_GROUP_ID`.
+    pub group_id: String,
+    /// `KAFKA_PARTITIONS`: partitions of topics the processor creates.
+    pub partitions: i32,
+    /// `KAFKA_REPLICATION_FACTOR`: replicas of topics the processor creates.
+    pub replication: i32,
+    /// `SOURCE`: CloudEvents `source` of the outcomes.
+    pub source: String,
+}
+
+impl Config {
+    pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8001";
+
+    pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        let stores = StoreEndpoints::read(r);
+        let topics = Topics::read(r);
+        let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)));
+        let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
+        let partitions: i32 = r.parse("KAFKA_PARTITIONS", 6);
+        if partitions < 1 {
+            r.invalid(
+                "KAFKA_PARTITIONS",
+                &partitions.to_string(),
+                "must be at least 1",
+            );
+        }
+        let replication: i32 = r.parse("KAFKA_REPLICATION_FACTOR", 1);
+        if replication < 1 {
+            r.invalid(
+                "KAFKA_REPLICATION_FACTOR",
+                &replication.to_string(),
+                "must be at least 1",
+            );
+        }
+        let source = r.string("SOURCE", "/polystream/s2-processor");
+        Self {
+            stores,
+            topics,
+            http_addr,
+            group_id,
+            partitions,
+            replication,
+            source,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let mut r = Reader::new(ProcessEnv);
+        let c = Self::read(&mut r);
+        r.finish().map(|()| c)
+    }
+}
+
+/// A started processor.
+pub struct Running {
+    /// Where `/health`, `/ready` and `/metrics` answer (useful with port 0).
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    consumer: JoinHandle<()>,
+    http: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops consuming, finishes the events in flight, commits, and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.consumer.await.context("consumer task panicked")?;
+        self.http.await.context("HTTP task panicked")?;
+        Ok(())
+    }
+}
+
+/// Connects the stores, migrates, creates topics, and starts consuming.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let ep = &config.stores;
+    let pg_pool = pg::connect(&ep.database_url, 10).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            redact(&ep.database_url)
+        )
+    })?;
+    pg::migrate(&pg_pool)
+        .await
+        .context("PostgreSQL migrations failed")?;
+    let mongo_db = mongo::connect(&ep.mongodb_uri)
+        .await
+        .with_context(|| format!("cannot connect to MongoDB at {}", redact(&ep.mongodb_uri)))?;
+    mongo::ensure_indexes(&mongo_db).await.with_context(|| {
+        format!(
+            "cannot create MongoDB indexes at {}",
+            redact(&ep.mongodb_uri)
+        )
+    })?;
+    let redis_client = redis::Client::open(ep.redis_url.as_str())
+        .with_context(|| format!("invalid REDIS_URL {}", redact(&ep.redis_url)))?;
+    let redis_con = redis::aio::ConnectionManager::new_with_config(
+        redis_client.clone(),
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5))),
+    )
+    .await
+    .with_context(|| format!("cannot connect to Redis at {}", redact(&ep.redis_url)))?;
+    let t = &config.topics;
+    polystream_common::kafka::ensure_topics(
+        &ep.kafka_bootstrap_servers,
+        &[
+            (t.user_events.as_str(), config.partitions),
+            (t.response_events.as_str(), config.partitions),
+            (t.dead_letter.as_str(), config.partitions),
+        ],
+        config.replication,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot create Kafka topics at {}",
+            ep.kafka_bootstrap_servers
+        )
+    })?;
+    let producer = polystream_common::kafka::producer(&ep.kafka_bootstrap_servers, "s2-processor")?;
+    let (consumer, lanes) = consumer::create(&ep.kafka_bootstrap_servers, &config.group_id)?;
+    consumer.subscribe(&[&t.user_events])?;
+
+    let stores = Stores {
+        pg: pg_pool,
+        mongo: mongo_db,
+        redis: redis_con.clone(),
+        status: StatusStore::new(redis_client, redis_con),
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let pipeline = Arc::new(Pipeline {
+        stores: stores.clone(),
+        producer: producer.clone(),
+        topics: config.topics.clone(),
+        source: config.source.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
+    let http_addr = listener.local_addr()?;
+    let app = router(stores, producer);
+    let mut http_stop = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        let graceful = async move {
+            while !*http_stop.borrow_and_update() {
+                if http_stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let consumer = tokio::spawn(consumer::run(pipeline, consumer, lanes, shutdown_rx));
+    tracing::info!(%http_addr, topic = %t.user_events, group = %config.group_id, "processor started");
+    Ok(Running {
+        http_addr,
+        shutdown: shutdown_tx,
+        consumer,
+        http,
+    })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut running = start(config).await?;
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            running.stop().await
+        }
+        // The receive loop only returns when told to stop, so this is a panic:
+        // exit so the orchestrator restarts the process.
+        r = &mut running.consumer => {
+            r.context("consumer task panicked")?;
+            anyhow::bail!("the consumer stopped unexpectedly")
+        }
+    }
+}
+
+fn router(stores: Stores, producer: rdkafka::producer::FutureProducer) -> Router {
+    let s = stores.clone();
+    let pg_check = Check::new("postgresql", move || {
+        let pool = s.pg.clone();
+        async move {
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let s = stores.clone();
+    let mongo_check = Check::new("mongodb", move || {
+        let db = s.mongo.clone();
+        async move {
+            db.run_command(doc! {"ping": 1})
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let s = stores;
+    let redis_check = Check::new("redis", move || {
+        let mut con = s.redis.clone();
+        async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let kafka_check = Check::new("kafka", move || {
+        let producer = producer.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+    });
+    health::router(vec![pg_check, mongo_check, redis_check, kafka_check])
+        // Filled in by the observability issue.
+        .route("/metrics", get(|| async { "" }))
+}
+
+/// A URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() + 3 => {
+            let creds = &rest[..at - scheme.len() - 3];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}", &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let mut r = Reader::new([("KAFKA_PARTITIONS", "3"), ("HTTP_ADDR", "0.0.0.0:9001")]);
+        let c = Config::read(&mut r);
+        r.finish().unwrap();
+        assert_eq!(c.partitions, 3);
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:9001");
+        assert_eq!(c.group_id, "polystream-processor");
+        assert_eq!(c.replication, 1);
+        assert_eq!(c.source, "/polystream/s2-processor");
+        assert_eq!(c.topics.user_events, "user_events");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut r = Reader::new([("KAFKA_PARTITIONS", "0"), ("HTTP_ADDR", "nowhere")]);
+        Config::read(&mut r);
+        let text = r.finish().unwrap_err().to_string();
+        assert!(text.contains("KAFKA_PARTITIONS=\"0\" is invalid"), "{text}");
+        assert!(text.contains("HTTP_ADDR=\"nowhere\" is invalid"), "{text}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://polystream:secret@127.0.0.1:5432/db"),
+            "postgres://polystream:***@127.0.0.1:5432/db"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

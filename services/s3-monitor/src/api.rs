@@ -1,0 +1,334 @@
+//! The HTTP API: audit trail and search over OpenSearch, flagged flows,
+//! health, readiness and a metrics slot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use polystream_common::health::{Check, evaluate};
+use polystream_common::problem::{InvalidParam, Problem};
+use serde_json::{Value, json};
+
+use crate::State;
+use crate::indexer::SearchError;
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/v1/audit", get(search))
+        .route("/v1/audit/{correlation_id}", get(trail))
+        .route("/v1/flows/unanswered", get(unanswered))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(|| async { "" }))
+        .with_state(state)
+}
+
+/// Most documents one answer returns.
+const MAX_LIMIT: u32 = 1000;
+const DEFAULT_LIMIT: u32 = 100;
+
+/// A validated search.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditQuery {
+    pub event_type: Option<String>,
+    pub user_id: Option<String>,
+    pub title_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// Parses the query string, naming every bad or unknown parameter.
+pub fn parse_query(params: &HashMap<String, String>) -> Result<AuditQuery, Vec<InvalidParam>> {
+    let mut bad = Vec::new();
+    let mut q = AuditQuery {
+        limit: DEFAULT_LIMIT,
+        ..AuditQuery::default()
+    };
+    let mut names: Vec<&String> = params.keys().collect();
+    names.sort();
+    for name in names {
+        let value = params[name].trim();
+        let mut fail = |reason: &str| {
+            bad.push(InvalidParam {
+                name: format!("query.{name}"),
+                reason: reason.into(),
+            });
+        };
+        let text = |fail: &mut dyn FnMut(&str)| {
+            if value.is_empty() || value.len() > 200 {
+                fail("must be 1 to 200 characters");
+                None
+            } else {
+                Some(value.to_owned())
+            }
+        };
+        let time = |fail: &mut dyn FnMut(&str)| match DateTime::parse_from_rfc3339(value) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => {
+                fail("must be an RFC 3339 time such as 2026-11-22T10:00:00Z");
+                None
+            }
+        };
+        match name.as_str() {
+            "type" => q.event_type = text(&mut fail),
+            "user_id" => q.user_id = text(&mut fail),
+            "title_id" => q.title_id = text(&mut fail),
+            "from" => q.from = time(&mut fail),
+            "to" => q.to = time(&mut fail),
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
+                _ => fail("must be an integer from 1 to 1000"),
+            },
+            _ => fail("unknown parameter; expected type, user_id, title_id, from, to or limit"),
+        }
+    }
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from > to
+    {
+        bad.push(InvalidParam {
+            name: "query.from".into(),
+            reason: "must not be after `to`".into(),
+        });
+    }
+    if bad.is_empty() { Ok(q) } else { Err(bad) }
+}
+
+/// The OpenSearch query for a validated search, newest first.
+pub fn search_body(q: &AuditQuery) -> Value {
+    let mut filter = Vec::new();
+    if let Some(t) = &q.event_type {
+        filter.push(json!({"term": {"type": t}}));
+    }
+    if let Some(u) = &q.user_id {
+        filter.push(json!({"term": {"user_id": u}}));
+    }
+    if let Some(t) = &q.title_id {
+        filter.push(json!({"term": {"title_id": t}}));
+    }
+    if q.from.is_some() || q.to.is_some() {
+        let mut range = serde_json::Map::new();
+        if let Some(f) = q.from {
+            range.insert("gte".into(), json!(f.to_rfc3339()));
+        }
+        if let Some(t) = q.to {
+            range.insert("lte".into(), json!(t.to_rfc3339()));
+        }
+        filter.push(json!({"range": {"time": range}}));
+    }
+    json!({
+        "query": {"bool": {"filter": filter}},
+        "sort": [{"time": "desc"}, {"offset": "desc"}],
+        "size": q.limit,
+    })
+}
+
+/// Every event of one flow, oldest first (by time, then offset).
+pub fn trail_body(correlation_id: &str) -> Value {
+    json!({
+        "query": {"bool": {"filter": [{"term": {"correlation_id": correlation_id}}]}},
+        "sort": [{"time": "asc"}, {"offset": "asc"}],
+        "size": MAX_LIMIT,
+    })
+}
+
+/// Search hits as `{id, index, ...document}`.
+fn hits(reply: &Value) -> Vec<Value> {
+    reply["hits"]["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|h| {
+                    let mut doc = h["_source"].clone();
+                    if let Some(map) = doc.as_object_mut() {
+                        map.insert("id".into(), h["_id"].clone());
+                        map.insert("index".into(), h["_index"].clone());
+                    }
+                    doc
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn search_problem(e: SearchError) -> Problem {
+    match e {
+        SearchError::Unavailable(reason) => {
+            tracing::warn!(%reason, "audit search failed");
+            Problem::unavailable("the audit index is unreachable; retry later")
+        }
+        SearchError::Refused(reason) => {
+            tracing::error!(%reason, "audit search refused");
+            Problem::internal()
+        }
+    }
+}
+
+async fn trail(
+    AxState(state): AxState<Arc<State>>,
+    Path(correlation_id): Path<String>,
+) -> Response {
+    if correlation_id.trim().is_empty() || correlation_id.len() > 200 {
+        return Problem::invalid(vec![InvalidParam {
+            name: "path.correlation_id".into(),
+            reason: "must be 1 to 200 characters".into(),
+        }])
+        .into_response();
+    }
+    match state.indexer.search(trail_body(&correlation_id)).await {
+        Ok(reply) => {
+            let events = hits(&reply);
+            if events.is_empty() {
+                return Problem::not_found(&format!(
+                    "an audit trail for correlation id {correlation_id}"
+                ))
+                .into_response();
+            }
+            Json(json!({"correlation_id": correlation_id, "events": events})).into_response()
+        }
+        Err(e) => search_problem(e).into_response(),
+    }
+}
+
+async fn search(
+    AxState(state): AxState<Arc<State>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let q = match parse_query(&params) {
+        Ok(q) => q,
+        Err(bad) => return Problem::invalid(bad).into_response(),
+    };
+    match state.indexer.search(search_body(&q)).await {
+        Ok(reply) => Json(json!({
+            "total": reply["hits"]["total"]["value"],
+            "events": hits(&reply),
+        }))
+        .into_response(),
+        Err(e) => search_problem(e).into_response(),
+    }
+}
+
+async fn unanswered(AxState(state): AxState<Arc<State>>) -> Response {
+    let Ok(flows) = state.flows.lock() else {
+        return Problem::internal().into_response();
+    };
+    Json(json!({
+        "timeout_seconds": state.config.flow_timeout.as_secs(),
+        "pending": flows.pending_count(),
+        "stats": flows.stats(),
+        "unanswered": flows.unanswered(),
+    }))
+    .into_response()
+}
+
+/// Ready when Kafka answers and the spool is writable. OpenSearch is reported
+/// but not required: while it is down S3 still does its job (spooling), and
+/// taking it out of service would only stop consumption.
+async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
+    let consumer = state.consumer.clone();
+    let spool = state.spool.clone();
+    let checks = vec![
+        Check::new("kafka", move || {
+            let consumer = consumer.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    use rdkafka::consumer::Consumer;
+                    consumer
+                        .fetch_metadata(None, Duration::from_millis(1500))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }),
+        Check::new("spool", move || {
+            let spool = spool.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    spool.check_writable().map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }),
+    ];
+    let r = evaluate(&checks, Duration::from_secs(2)).await;
+    let segments = state.spool.segments().map(|s| s.len()).unwrap_or_default();
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = serde_json::to_value(&r).unwrap_or_default();
+    body["opensearch"] = json!({
+        "available": state.indexer.is_available(),
+        "spooled_segments": segments,
+    });
+    (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<AuditQuery, Vec<InvalidParam>> {
+        parse_query(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn valid_queries_parse() {
+        let got = q(&[
+            ("type", "polystream.title.rated.v1"),
+            ("user_id", "7"),
+            ("from", "2026-11-22T10:00:00Z"),
+            ("to", "2026-11-22T12:00:00+02:00"),
+            ("limit", "5"),
+        ])
+        .unwrap();
+        assert_eq!(got.limit, 5);
+        assert_eq!(got.to.unwrap().to_rfc3339(), "2026-11-22T10:00:00+00:00");
+        let body = search_body(&got);
+        assert_eq!(body["size"], 5);
+        assert_eq!(body["query"]["bool"]["filter"].as_array().unwrap().len(), 3);
+        assert_eq!(q(&[]).unwrap().limit, 100);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let names = |r: Result<AuditQuery, Vec<InvalidParam>>| {
+            r.unwrap_err()
+                .into_iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(q(&[("from", "yesterday")])), ["query.from"]);
+        assert_eq!(names(q(&[("limit", "0")])), ["query.limit"]);
+        assert_eq!(names(q(&[("limit", "1001")])), ["query.limit"]);
+        assert_eq!(
+            names(q(&[("limit", "x"), ("to", "2026-13-01T00:00:00Z")])),
+            ["query.limit", "query.to"]
+        );
+        assert_eq!(names(q(&[("colour", "red")])), ["query.colour"]);
+        assert_eq!(
+            names(q(&[
+                ("from", "2026-11-23T00:00:00Z"),
+                ("to", "2026-11-22T00:00:00Z")
+            ])),
+            ["query.from"]
+        );
+        assert_eq!(names(q(&[("user_id", "")])), ["query.user_id"]);
+    }
+}

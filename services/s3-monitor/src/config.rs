@@ -1,0 +1,155 @@
+//! S3's settings, from environment variables (see docs/configuration.md, "S3 monitor").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, Topics};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka_bootstrap_servers: String,
+    pub opensearch_url: String,
+    pub topics: Topics,
+    pub http_addr: SocketAddr,
+    pub group_id: String,
+    /// Partitions and replicas of the topics when S3 is the first to create them.
+    pub partitions: i32,
+    pub replication: i32,
+    pub spool_dir: PathBuf,
+    /// Daily indices are `{prefix}-YYYY.MM.DD`.
+    pub index_prefix: String,
+    pub flow_timeout: Duration,
+    pub bulk_max_events: usize,
+    pub bulk_max_wait: Duration,
+}
+
+impl Config {
+    pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        let stores = StoreEndpoints::read(r);
+        let topics = Topics::read(r);
+        let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8002)));
+        let group_id = r.string("KAFKA_GROUP_ID", "polystream-monitor");
+        let partitions: i32 = r.parse("KAFKA_PARTITIONS", 6);
+        if partitions < 1 {
+            r.invalid(
+                "KAFKA_PARTITIONS",
+                &partitions.to_string(),
+                "must be at least 1",
+            );
+        }
+        let replication: i32 = r.parse("KAFKA_REPLICATION_FACTOR", 1);
+        if replication < 1 {
+            r.invalid(
+                "KAFKA_REPLICATION_FACTOR",
+                &replication.to_string(),
+                "must be at least 1",
+            );
+        }
+        let default_spool = default_spool_dir(r);
+        let spool_dir = PathBuf::from(r.string("SPOOL_DIR", &default_spool));
+        let index_prefix = r.string("AUDIT_INDEX_PREFIX", "polystream-audit");
+        if !valid_prefix(&index_prefix) {
+            r.invalid(
+                "AUDIT_INDEX_PREFIX",
+                &index_prefix,
+                "an index prefix uses only lowercase letters, digits, '-' and '_', and starts with a letter or digit",
+            );
+        }
+        let flow_timeout: u64 = r.parse("FLOW_TIMEOUT_SECONDS", 30);
+        if flow_timeout == 0 {
+            r.invalid("FLOW_TIMEOUT_SECONDS", "0", "must be at least 1");
+        }
+        let bulk_max_events: usize = r.parse("BULK_MAX_EVENTS", 500);
+        if !(1..=10_000).contains(&bulk_max_events) {
+            r.invalid(
+                "BULK_MAX_EVENTS",
+                &bulk_max_events.to_string(),
+                "must be between 1 and 10000",
+            );
+        }
+        let bulk_max_wait: u64 = r.parse("BULK_MAX_WAIT_MS", 1000);
+        if bulk_max_wait == 0 {
+            r.invalid("BULK_MAX_WAIT_MS", "0", "must be at least 1");
+        }
+        Self {
+            kafka_bootstrap_servers: stores.kafka_bootstrap_servers,
+            opensearch_url: stores.opensearch_url,
+            topics,
+            http_addr,
+            group_id,
+            partitions: partitions.max(1),
+            replication: replication.max(1),
+            spool_dir,
+            index_prefix,
+            flow_timeout: Duration::from_secs(flow_timeout.max(1)),
+            bulk_max_events: bulk_max_events.clamp(1, 10_000),
+            bulk_max_wait: Duration::from_millis(bulk_max_wait.max(1)),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let mut r = Reader::new(ProcessEnv);
+        let c = Self::read(&mut r);
+        r.finish().map(|()| c)
+    }
+}
+
+/// `$XDG_STATE_HOME/polystream/spool` (the same state root `./dev` uses), else
+/// `./spool`. In Kubernetes SPOOL_DIR is set to a mounted volume.
+fn default_spool_dir<S: Source>(r: &mut Reader<S>) -> String {
+    match r.string("XDG_STATE_HOME", "") {
+        s if s.is_empty() => "spool".to_owned(),
+        s => format!("{s}/polystream/spool"),
+    }
+}
+
+/// OpenSearch index names are lowercase and cannot start with `-`, `_` or `+`.
+fn valid_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 200
+        && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let mut r = Reader::new([("XDG_STATE_HOME", "/var/state")]);
+        let c = Config::read(&mut r);
+        assert!(r.finish().is_ok());
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8002");
+        assert_eq!(c.group_id, "polystream-monitor");
+        assert_eq!(c.spool_dir, PathBuf::from("/var/state/polystream/spool"));
+        assert_eq!(c.index_prefix, "polystream-audit");
+        assert_eq!(c.flow_timeout, Duration::from_secs(30));
+        assert_eq!(c.bulk_max_events, 500);
+        assert_eq!(c.bulk_max_wait, Duration::from_millis(1000));
+        let mut r = Reader::new([("UNRELATED", "x")]);
+        assert_eq!(Config::read(&mut r).spool_dir, PathBuf::from("spool"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut r = Reader::new([
+            ("AUDIT_INDEX_PREFIX", "Audit"),
+            ("BULK_MAX_EVENTS", "0"),
+            ("FLOW_TIMEOUT_SECONDS", "soon"),
+            ("HTTP_ADDR", "localhost"),
+        ]);
+        Config::read(&mut r);
+        let text = r.finish().unwrap_err().to_string();
+        for var in [
+            "AUDIT_INDEX_PREFIX",
+            "BULK_MAX_EVENTS",
+            "FLOW_TIMEOUT_SECONDS",
+            "HTTP_ADDR",
+        ] {
+            assert!(text.contains(var), "{var} missing from {text}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! OpenSearch access: the index template, bulk indexing with per-item error
+//! classification, and searches. The client can be re-pointed at run time
+//! ([`Indexer::set_url`]), which tests use to simulate an outage ending.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use opensearch::cluster::ClusterHealthParts;
+use opensearch::http::Url;
+use opensearch::http::request::JsonBody;
+use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use opensearch::indices::{IndicesExistsIndexTemplateParts, IndicesPutIndexTemplateParts};
+use opensearch::{BulkParts, OpenSearch, SearchParts};
+use serde_json::{Value, json};
+
+use crate::audit::{IndexedDoc, index_pattern, index_template};
+use crate::spool::Rejected;
+
+/// What a bulk request did with each document.
+#[derive(Debug, Default)]
+pub struct BulkOutcome {
+    /// Refused for good (e.g. a mapping conflict): retrying cannot help.
+    pub rejected: Vec<Rejected>,
+    /// Refused for now (overload, shard unavailable): to be retried.
+    pub retry: Vec<IndexedDoc>,
+}
+
+/// Why a search could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("OpenSearch is unreachable: {0}")]
+    Unavailable(String),
+    #[error("OpenSearch refused the search: {0}")]
+    Refused(String),
+}
+
+pub struct Indexer {
+    client: RwLock<(String, Arc<OpenSearch>)>,
+    prefix: String,
+    /// Set once the template is installed and OpenSearch answers; cleared on
+    /// any availability failure, so nothing is indexed into an index the
+    /// template has not shaped.
+    available: AtomicBool,
+}
+
+fn build_client(url: &str) -> anyhow::Result<OpenSearch> {
+    let url = Url::parse(url)?;
+    let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    Ok(OpenSearch::new(transport))
+}
+
+impl Indexer {
+    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: RwLock::new((url.to_owned(), Arc::new(build_client(url)?))),
+            prefix: prefix.to_owned(),
+            available: AtomicBool::new(false),
+        })
+    }
+
+    /// Points at another OpenSearch; it is considered unavailable until the
+    /// health loop has installed the template there.
+    pub fn set_url(&self, url: &str) -> anyhow::Result<()> {
+        let client = Arc::new(build_client(url)?);
+        if let Ok(mut guard) = self.client.write() {
+            *guard = (url.to_owned(), client);
+        }
+        self.mark_unavailable();
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        self.client.read().map(|g| g.0.clone()).unwrap_or_default()
+    }
+
+    fn client(&self) -> Option<Arc<OpenSearch>> {
+        self.client.read().ok().map(|g| g.1.clone())
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::SeqCst)
+    }
+
+    pub fn mark_unavailable(&self) {
+        self.available.store(false, Ordering::SeqCst);
+    }
+
+    /// Checks OpenSearch answers and the template is in place (installing it
+    /// when missing, e.g. after OpenSearch came back empty); marks available.
+    pub async fn ensure_ready(&self) -> Result<(), String> {
+        let client = self.client().ok_or("OpenSearch client lock poisoned")?;
+        client
+            .cluster()
+            .health(ClusterHealthParts::None)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status_code())
+            .map_err(|e| e.to_string())?;
+        let name = self.prefix.as_str();
+        let exists = client
+            .indices()
+            .exists_index_template(IndicesExistsIndexTemplateParts::Name(name))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let installed = self.is_available() && exists.status_code().is_success();
+        if !installed {
+            // Installed on every (re)connection, so a changed template is applied too.
+            client
+                .indices()
+                .put_index_template(IndicesPutIndexTemplateParts::Name(name))
+                .body(index_template(&self.prefix))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status_code())
+                .map_err(|e| format!("cannot install index template {name}: {e}"))?;
+            tracing::info!(template = name, "audit index template installed");
+        }
+        self.available.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Indexes `docs` (document id = [`IndexedDoc::id`], so a repeat overwrites
+    /// rather than duplicates). `Err` when OpenSearch cannot take the request
+    /// at all; then nothing can be assumed indexed.
+    pub async fn bulk(&self, docs: &[IndexedDoc]) -> Result<BulkOutcome, String> {
+        if docs.is_empty() {
+            return Ok(BulkOutcome::default());
+        }
+        let client = self.client().ok_or("OpenSearch client lock poisoned")?;
+        let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(docs.len() * 2);
+        for d in docs {
+            body.push(json!({"index": {"_index": d.index, "_id": d.id}}).into());
+            body.push(
+                serde_json::to_value(&d.doc)
+                    .map_err(|e| e.to_string())?
+                    .into(),
+            );
+        }
+        let res = client
+            .bulk(BulkParts::None)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status_code();
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(format!("bulk answered {status}: {}", truncate(&text, 500)));
+        }
+        let reply: Value = res.json().await.map_err(|e| e.to_string())?;
+        Ok(classify(docs, &reply))
+    }
+
+    /// Runs a search over every daily index of the prefix.
+    pub async fn search(&self, body: Value) -> Result<Value, SearchError> {
+        let client = self
+            .client()
+            .ok_or_else(|| SearchError::Unavailable("client lock poisoned".into()))?;
+        let pattern = index_pattern(&self.prefix);
+        let res = client
+            .search(SearchParts::Index(&[&pattern]))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+        let status = res.status_code();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(SearchError::Unavailable(format!(
+                "search answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            return Err(SearchError::Refused(truncate(&text, 500)));
+        }
+        res.json()
+            .await
+            .map_err(|e| SearchError::Unavailable(e.to_string()))
+    }
+}
+
+/// Splits a bulk reply's failed items into permanent and transient ones
+/// (429 and 5xx are transient). Items are in request order.
+fn classify(docs: &[IndexedDoc], reply: &Value) -> BulkOutcome {
+    let mut out = BulkOutcome::default();
+    if reply["errors"] != json!(true) {
+        return out;
+    }
+    let items = reply["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (doc, item) in docs.iter().zip(items) {
+        let result = item.get("index").unwrap_or(item);
+        let status = result["status"].as_u64().unwrap_or(500);
+        if status < 300 {
+            continue;
+        }
+        if status == 429 || status >= 500 {
+            out.retry.push(doc.clone());
+        } else {
+            let e = &result["error"];
+            let reason = format!(
+                "{status} {}: {}",
+                e["type"].as_str().unwrap_or("error"),
+                e["reason"].as_str().unwrap_or_default()
+            );
+            out.rejected.push(Rejected {
+                reason,
+                doc: doc.clone(),
+            });
+        }
+    }
+    // A reply with fewer items than documents: retry the unaccounted ones.
+    out.retry.extend(docs.iter().skip(items.len()).cloned());
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{RawRecord, Role, build};
+
+    #[test]
+    fn bulk_item_errors_are_split_into_permanent_and_transient() {
+        let docs: Vec<IndexedDoc> = (0..4)
+            .map(|i| {
+                let rec = RawRecord {
+                    topic: "t".into(),
+                    offset: i,
+                    ..RawRecord::default()
+                };
+                build(&rec, Role::Command, "a", chrono::Utc::now())
+            })
+            .collect();
+        let reply = json!({"errors": true, "items": [
+            {"index": {"status": 201}},
+            {"index": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad"}}},
+            {"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+        ]});
+        let out = classify(&docs, &reply);
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].doc, docs[1]);
+        assert_eq!(out.rejected[0].reason, "400 mapper_parsing_exception: bad");
+        assert_eq!(out.retry, [docs[2].clone(), docs[3].clone()]);
+        let ok = classify(&docs, &json!({"errors": false, "items": []}));
+        assert!(ok.rejected.is_empty() && ok.retry.is_empty());
+    }
+}

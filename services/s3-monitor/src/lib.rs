@@ -1,0 +1,168 @@
+//! S3 monitor: indexes every event of the platform into OpenSearch for audit,
+//! spooling to local disk while OpenSearch is away, and tracks each command's
+//! flow to its outcome.
+//!
+//! - [`audit`]: a Kafka record → an audit document (pure);
+//! - [`redact`]: sensitive fields removed before indexing (pure);
+//! - [`flow`]: command/outcome pairing and timeouts (pure state machine);
+//! - [`spool`]: durable JSON-lines segments;
+//! - [`indexer`]: OpenSearch template, bulk, search;
+//! - [`ingest`]: the consume → persist → commit loop and spool replay;
+//! - [`api`]: the HTTP API.
+
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod flow;
+pub mod indexer;
+pub mod ingest;
+pub mod redact;
+pub mod spool;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+use flow::FlowTracker;
+use indexer::Indexer;
+use spool::Spool;
+
+/// Most flows tracked at once (pending, flagged, or early outcomes, each).
+const FLOW_CAP: usize = 100_000;
+
+/// What the tasks and handlers share.
+pub struct State {
+    pub config: Config,
+    pub indexer: Indexer,
+    pub spool: Arc<Spool>,
+    pub flows: Mutex<FlowTracker>,
+    pub consumer: Arc<StreamConsumer>,
+}
+
+/// A running monitor.
+pub struct Monitor {
+    /// Where the HTTP API listens (the real port when `HTTP_ADDR` asked for 0).
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Monitor {
+    /// Opens the spool, subscribes to the three topics, installs the index
+    /// template (or leaves that to the health loop when OpenSearch is down)
+    /// and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let spool = Spool::open(&config.spool_dir).with_context(|| {
+            format!(
+                "cannot open the spool directory {}",
+                config.spool_dir.display()
+            )
+        })?;
+        let indexer = Indexer::new(&config.opensearch_url, &config.index_prefix)?;
+        let client_id = format!("s3-monitor-{}", std::process::id());
+        let consumer = polystream_common::kafka::consumer(
+            &config.kafka_bootstrap_servers,
+            &config.group_id,
+            &client_id,
+        )
+        .context("cannot create the Kafka consumer")?;
+        let t = &config.topics;
+        // Created here too (as S2 does) so S3 never subscribes to a topic that
+        // does not exist yet: librdkafka would notice it only minutes later.
+        polystream_common::kafka::ensure_topics(
+            &config.kafka_bootstrap_servers,
+            &[
+                (t.user_events.as_str(), config.partitions),
+                (t.response_events.as_str(), config.partitions),
+                (t.dead_letter.as_str(), config.partitions),
+            ],
+            config.replication,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create Kafka topics at {}",
+                config.kafka_bootstrap_servers
+            )
+        })?;
+        consumer
+            .subscribe(&[&t.user_events, &t.response_events, &t.dead_letter])
+            .context("cannot subscribe to the Kafka topics")?;
+        if let Err(e) = indexer.ensure_ready().await {
+            tracing::warn!(error = %e, url = %config.opensearch_url, "OpenSearch unavailable at start; spooling until it answers");
+        }
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.http_addr))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            flows: Mutex::new(FlowTracker::new(config.flow_timeout, FLOW_CAP)),
+            config,
+            indexer,
+            spool: Arc::new(spool),
+            consumer: Arc::new(consumer),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(ingest::consume(
+                state.clone(),
+                state.consumer.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(ingest::replay_loop(state.clone(), stopped.clone())),
+            tokio::spawn(ingest::expire_loop(state.clone(), stopped.clone())),
+        ];
+        let mut server_stop = stopped;
+        let app = api::router(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.changed().await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "S3 monitor listening");
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            tasks,
+            server,
+        })
+    }
+
+    /// The OpenSearch client, e.g. to re-point it ([`Indexer::set_url`]).
+    pub fn indexer(&self) -> &Indexer {
+        &self.state.indexer
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Stops consuming (the last batch is made durable and committed) and serving.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await?;
+        }
+        self.server.await??;
+        Ok(())
+    }
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let monitor = Monitor::start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    monitor.stop().await
+}
