@@ -281,6 +281,30 @@ mod tests {
     }
 }
 
+/// How topics a service creates are laid out: `KAFKA_PARTITIONS` (default 6)
+/// and `KAFKA_REPLICATION_FACTOR` (default 1, right for one local broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLayout {
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl TopicLayout {
+    pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        let mut at_least_one = |var: &str, default: i32| {
+            let v: i32 = r.parse(var, default);
+            if v < 1 {
+                r.invalid(var, &v.to_string(), "must be at least 1");
+            }
+            v
+        };
+        Self {
+            partitions: at_least_one("KAFKA_PARTITIONS", 6),
+            replication: at_least_one("KAFKA_REPLICATION_FACTOR", 1),
+        }
+    }
+}
+
 /// Kafka topic names (`KAFKA_TOPIC_*`), overridable so tests and several
 /// platforms sharing one cluster stay apart.
 #[derive(Debug, Clone, PartialEq, Eq)]

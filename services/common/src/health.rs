@@ -34,6 +34,42 @@ impl Check {
     }
 }
 
+impl Check {
+    /// Kafka answers a metadata request (run off the async threads: the
+    /// client call blocks).
+    pub fn kafka(client: rdkafka::producer::FutureProducer) -> Self {
+        use rdkafka::producer::Producer;
+        Self::new("kafka", move || {
+            let client = client.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    client
+                        .client()
+                        .fetch_metadata(None, Duration::from_secs(2))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        })
+    }
+
+    /// Redis answers PING.
+    pub fn redis(con: redis::aio::ConnectionManager) -> Self {
+        Self::new("redis", move || {
+            let mut con = con.clone();
+            async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut con)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+}
+
 #[derive(Debug, Serialize, PartialEq)]
 pub struct CheckResult {
     pub name: &'static str,

@@ -15,8 +15,14 @@ use serde::Serialize;
 use crate::events::{Envelope, headers};
 
 /// A producer whose acknowledged sends are durable: every in-sync replica has
-/// the record, and retries cannot duplicate or reorder it.
-pub fn producer(bootstrap: &str, client_id: &str) -> Result<FutureProducer, KafkaError> {
+/// the record, and retries cannot duplicate or reorder it. librdkafka gives up
+/// on a record after `delivery_timeout`; a caller that answers "not stored"
+/// after waiting that long can then trust the record is not delivered later.
+pub fn producer(
+    bootstrap: &str,
+    client_id: &str,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", client_id)
@@ -24,9 +30,15 @@ pub fn producer(bootstrap: &str, client_id: &str) -> Result<FutureProducer, Kafk
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("message.timeout.ms", "10000")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
         .create()
 }
+
+/// How long a processor keeps retrying a send before reporting it failed.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A consumer in `group` that never commits on its own: offsets are committed
 /// by the caller once an event's effects are durable.
@@ -105,6 +117,24 @@ pub fn header<'a>(
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Creates (or grows) the platform's three topics with `layout`.
+pub async fn ensure_platform_topics(
+    bootstrap: &str,
+    topics: &crate::config::Topics,
+    layout: crate::config::TopicLayout,
+) -> Result<(), KafkaError> {
+    let names = [
+        &topics.user_events,
+        &topics.response_events,
+        &topics.dead_letter,
+    ];
+    let wanted: Vec<(&str, i32)> = names
+        .iter()
+        .map(|n| (n.as_str(), layout.partitions))
+        .collect();
+    ensure_topics(bootstrap, &wanted, layout.replication).await
 }
 
 /// Creates each topic that does not exist and grows any with fewer partitions

@@ -17,13 +17,11 @@ pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use polystream_common::health::{self, Check};
-use rdkafka::producer::Producer;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -107,33 +105,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn checks(state: &AppState) -> Vec<Check> {
-    let kafka = state.producer.clone();
-    let redis = state.redis.clone();
     vec![
-        Check::new("kafka", move || {
-            let kafka = kafka.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    kafka
-                        .client()
-                        .fetch_metadata(None, Duration::from_secs(2))
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-        }),
-        Check::new("redis", move || {
-            let mut redis = redis.clone();
-            async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut redis)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        }),
+        Check::kafka(state.producer.clone()),
+        Check::redis(state.redis.clone()),
     ]
 }
 

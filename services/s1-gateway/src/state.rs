@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mongodb::Database;
+use polystream_common::kafka;
 use polystream_common::status::StatusStore;
 use rdkafka::producer::FutureProducer;
 use redis::aio::ConnectionManager;
@@ -41,8 +42,12 @@ impl State {
         let redis = ConnectionManager::new(client.clone())
             .await
             .with_context(|| format!("Redis is not reachable at {}", s.redis_url))?;
-        let producer = producer(&s.kafka_bootstrap_servers, config.kafka_ack_timeout)
-            .context("creating the Kafka producer")?;
+        let producer = kafka::producer(
+            &s.kafka_bootstrap_servers,
+            "s1-gateway",
+            config.kafka_ack_timeout,
+        )
+        .context("creating the Kafka producer")?;
         let status = StatusStore::new(client, redis.clone());
         Ok(Self {
             pg,
@@ -53,23 +58,4 @@ impl State {
             config,
         })
     }
-}
-
-/// common::kafka::producer's durable settings, but librdkafka gives up on a
-/// record when the client stops waiting for it: a write answered 503 is then
-/// (barring a record already in flight) not delivered later behind the
-/// client's back.
-fn producer(
-    bootstrap: &str,
-    ack_timeout: std::time::Duration,
-) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "s1-gateway")
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", ack_timeout.as_millis().to_string())
-        .create()
 }

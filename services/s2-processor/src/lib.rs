@@ -26,12 +26,13 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use mongodb::bson::doc;
-use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, Topics};
+use polystream_common::config::{
+    ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics,
+};
 use polystream_common::health::{self, Check};
 use polystream_common::status::StatusStore;
 use polystream_stores::{mongo, pg};
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::Producer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -47,10 +48,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `KAFKA_GROUP_ID`.
     pub group_id: String,
-    /// `KAFKA_PARTITIONS`: partitions of topics the processor creates.
-    pub partitions: i32,
-    /// `KAFKA_REPLICATION_FACTOR`: replicas of topics the processor creates.
-    pub replication: i32,
+    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
+    pub layout: TopicLayout,
     /// `SOURCE`: CloudEvents `source` of the outcomes.
     pub source: String,
 }
@@ -63,30 +62,14 @@ impl Config {
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)));
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
-        let partitions: i32 = r.parse("KAFKA_PARTITIONS", 6);
-        if partitions < 1 {
-            r.invalid(
-                "KAFKA_PARTITIONS",
-                &partitions.to_string(),
-                "must be at least 1",
-            );
-        }
-        let replication: i32 = r.parse("KAFKA_REPLICATION_FACTOR", 1);
-        if replication < 1 {
-            r.invalid(
-                "KAFKA_REPLICATION_FACTOR",
-                &replication.to_string(),
-                "must be at least 1",
-            );
-        }
+        let layout = TopicLayout::read(r);
         let source = r.string("SOURCE", "/polystream/s2-processor");
         Self {
             stores,
             topics,
             http_addr,
             group_id,
-            partitions,
-            replication,
+            layout,
             source,
         }
     }
@@ -149,14 +132,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .await
     .with_context(|| format!("cannot connect to Redis at {}", redact(&ep.redis_url)))?;
     let t = &config.topics;
-    polystream_common::kafka::ensure_topics(
+    polystream_common::kafka::ensure_platform_topics(
         &ep.kafka_bootstrap_servers,
-        &[
-            (t.user_events.as_str(), config.partitions),
-            (t.response_events.as_str(), config.partitions),
-            (t.dead_letter.as_str(), config.partitions),
-        ],
-        config.replication,
+        &config.topics,
+        config.layout,
     )
     .await
     .with_context(|| {
@@ -165,7 +144,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ep.kafka_bootstrap_servers
         )
     })?;
-    let producer = polystream_common::kafka::producer(&ep.kafka_bootstrap_servers, "s2-processor")?;
+    let producer = polystream_common::kafka::producer(
+        &ep.kafka_bootstrap_servers,
+        "s2-processor",
+        polystream_common::kafka::DEFAULT_DELIVERY_TIMEOUT,
+    )?;
     let (consumer, lanes) = consumer::create(&ep.kafka_bootstrap_servers, &config.group_id)?;
     consumer.subscribe(&[&t.user_events])?;
 
@@ -254,31 +237,8 @@ fn router(stores: Stores, producer: rdkafka::producer::FutureProducer) -> Router
                 .map_err(|e| e.to_string())
         }
     });
-    let s = stores;
-    let redis_check = Check::new("redis", move || {
-        let mut con = s.redis.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut con)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    });
-    let kafka_check = Check::new("kafka", move || {
-        let producer = producer.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                producer
-                    .client()
-                    .fetch_metadata(None, Duration::from_secs(2))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())?
-        }
-    });
+    let redis_check = Check::redis(stores.redis.clone());
+    let kafka_check = Check::kafka(producer);
     health::router(vec![pg_check, mongo_check, redis_check, kafka_check])
         // Filled in by the observability issue.
         .route("/metrics", get(|| async { "" }))
@@ -306,10 +266,10 @@ mod tests {
         let mut r = Reader::new([("KAFKA_PARTITIONS", "3"), ("HTTP_ADDR", "0.0.0.0:9001")]);
         let c = Config::read(&mut r);
         r.finish().unwrap();
-        assert_eq!(c.partitions, 3);
+        assert_eq!(c.layout.partitions, 3);
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:9001");
         assert_eq!(c.group_id, "polystream-processor");
-        assert_eq!(c.replication, 1);
+        assert_eq!(c.layout.replication, 1);
         assert_eq!(c.source, "/polystream/s2-processor");
         assert_eq!(c.topics.user_events, "user_events");
     }

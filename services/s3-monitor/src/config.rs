@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, Topics};
+use polystream_common::config::{
+    ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,9 +15,8 @@ pub struct Config {
     pub topics: Topics,
     pub http_addr: SocketAddr,
     pub group_id: String,
-    /// Partitions and replicas of the topics when S3 is the first to create them.
-    pub partitions: i32,
-    pub replication: i32,
+    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
+    pub layout: TopicLayout,
     pub spool_dir: PathBuf,
     /// Daily indices are `{prefix}-YYYY.MM.DD`.
     pub index_prefix: String,
@@ -30,22 +31,7 @@ impl Config {
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8002)));
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-monitor");
-        let partitions: i32 = r.parse("KAFKA_PARTITIONS", 6);
-        if partitions < 1 {
-            r.invalid(
-                "KAFKA_PARTITIONS",
-                &partitions.to_string(),
-                "must be at least 1",
-            );
-        }
-        let replication: i32 = r.parse("KAFKA_REPLICATION_FACTOR", 1);
-        if replication < 1 {
-            r.invalid(
-                "KAFKA_REPLICATION_FACTOR",
-                &replication.to_string(),
-                "must be at least 1",
-            );
-        }
+        let layout = TopicLayout::read(r);
         let default_spool = default_spool_dir(r);
         let spool_dir = PathBuf::from(r.string("SPOOL_DIR", &default_spool));
         let index_prefix = r.string("AUDIT_INDEX_PREFIX", "polystream-audit");
@@ -78,8 +64,7 @@ impl Config {
             topics,
             http_addr,
             group_id,
-            partitions: partitions.max(1),
-            replication: replication.max(1),
+            layout,
             spool_dir,
             index_prefix,
             flow_timeout: Duration::from_secs(flow_timeout.max(1)),

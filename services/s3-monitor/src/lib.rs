@@ -77,14 +77,10 @@ impl Monitor {
         let t = &config.topics;
         // Created here too (as S2 does) so S3 never subscribes to a topic that
         // does not exist yet: librdkafka would notice it only minutes later.
-        polystream_common::kafka::ensure_topics(
+        polystream_common::kafka::ensure_platform_topics(
             &config.kafka_bootstrap_servers,
-            &[
-                (t.user_events.as_str(), config.partitions),
-                (t.response_events.as_str(), config.partitions),
-                (t.dead_letter.as_str(), config.partitions),
-            ],
-            config.replication,
+            &config.topics,
+            config.layout,
         )
         .await
         .with_context(|| {

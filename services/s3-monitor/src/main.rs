@@ -6,26 +6,5 @@ use polystream_s3_monitor::{Config, run};
 async fn main() -> anyhow::Result<()> {
     polystream_common::telemetry::init_logging("s3-monitor");
     let config = Config::from_env()?;
-    run(config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    run(config, polystream_common::telemetry::shutdown_signal()).await
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use polystream_common::config::{StoreEndpoints, Topics};
 use polystream_common::events::Envelope;
-use polystream_common::kafka::{ensure_topics, producer, publish};
+use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -67,7 +67,7 @@ impl Fixture {
             response_events: format!("{id}-response"),
             dead_letter: format!("{id}-dlq"),
         };
-        let producer = producer(&brokers, "s3-test").unwrap();
+        let producer = producer(&brokers, "s3-test", DEFAULT_DELIVERY_TIMEOUT).unwrap();
         if let Err(e) = producer
             .client()
             .fetch_metadata(None, Duration::from_secs(10))
@@ -94,8 +94,10 @@ impl Fixture {
             group_id: format!("{id}-group"),
             // The fixture created the topics; S3 must not grow them (the dead
             // letter's document id names its partition).
-            partitions: 1,
-            replication: 1,
+            layout: polystream_common::config::TopicLayout {
+                partitions: 1,
+                replication: 1,
+            },
             spool_dir,
             index_prefix: id,
             flow_timeout: Duration::from_secs(30),

@@ -97,7 +97,7 @@ impl Env {
         };
         config.group_id = format!("{name}-group");
         config.http_addr = "127.0.0.1:0".parse().unwrap();
-        config.partitions = 3;
+        config.layout.partitions = 3;
         let base = config.stores.mongodb_uri.trim_end_matches('/').to_owned();
         config.stores.mongodb_uri = format!("{base}/{}", name.replace('-', "_"));
 
@@ -116,8 +116,12 @@ impl Env {
             .await
             .unwrap_or_else(|e| fail("Redis", "redis", e));
         let status = StatusStore::new(client, redis.clone());
-        let producer =
-            polystream_common::kafka::producer(&ep.kafka_bootstrap_servers, "s2-test").unwrap();
+        let producer = polystream_common::kafka::producer(
+            &ep.kafka_bootstrap_servers,
+            "s2-test",
+            polystream_common::kafka::DEFAULT_DELIVERY_TIMEOUT,
+        )
+        .unwrap();
         polystream_common::kafka::ensure_topics(
             &ep.kafka_bootstrap_servers,
             &[
