@@ -44,3 +44,35 @@ svc_start() {
 svc_define s2_processor polystream-s2-processor 8001
 svc_define s3_monitor polystream-s3-monitor 8002
 svc_define s1_gateway polystream-s1-gateway 8000
+
+# --- demo data (tools/demo-data) ----------------------------------------------
+# Loaded once per state dir, through S1's public API, after `./dev up`.
+
+demo_build() {
+  with_progress "building the demo-data tool (cargo, debug profile)" "$(logfile install-demo-data)" \
+    cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" -p polystream-demo-data --bin polystream-demo
+}
+
+# demo_run ARGS... : the tool against the local API (`./dev demo seed|load ...`).
+demo_run() { demo_build && demo_exec "$@"; }
+demo_exec() {
+  POLYSTREAM_API=$(s1_gateway_addr) ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
+    "$CARGO_TARGET_DIR/debug/polystream-demo" "$@"
+}
+
+# On failure the platform is still up: warn, and leave DEMO_DATA_FAILED set to
+# the log for `up` to repeat at the end. The marker is written only on success.
+load_demo_data() {
+  local marker=$PS_STATE/demo-data.loaded log
+  log=$(logfile demo-data)
+  [[ -f $marker ]] && return 0
+  if demo_build && with_progress "loading demo data through the API (once per state dir)" "$log" \
+    demo_exec seed; then
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$marker"
+  else
+    # shellcheck disable=SC2034 # read by cmd_up in ./dev
+    DEMO_DATA_FAILED=$log
+    warn "demo data could not be loaded (the platform is up anyway); log: $log; retry: ./dev demo seed"
+    return 1
+  fi
+}
