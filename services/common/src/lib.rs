@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: settings from the environment, errors naming the variable;
 //! - [`events`]: the event contract on Kafka;
+//! - [`generated`]: stable text for committed, generated artifacts;
 //! - [`kafka`]: durable producing, manual-commit consumers, topic creation;
 //! - [`status`]: a command's status in Redis, with waiting;
 //! - [`health`]: `/health` and `/ready`;
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod events;
+pub mod generated;
 pub mod health;
 pub mod kafka;
 pub mod problem;

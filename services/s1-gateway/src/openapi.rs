@@ -52,24 +52,7 @@ pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     // The crate version would make every release rewrite the committed file.
     doc.info.version = "1".into();
-    // Keys sorted, so the output does not depend on whether some crate in the
-    // build turned on serde_json's `preserve_order`.
-    let mut value = serde_json::to_value(&doc).unwrap_or_default();
-    sort_keys(&mut value);
-    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
-    s.push('\n');
-    s
-}
-
-fn sort_keys(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.sort_keys();
-            map.values_mut().for_each(sort_keys);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
-        _ => {}
-    }
+    polystream_common::generated::canonical_json(serde_json::to_value(&doc).unwrap_or_default())
 }
 
 pub fn routes() -> Router<AppState> {

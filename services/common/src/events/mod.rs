@@ -131,25 +131,7 @@ pub fn schema_files() -> Vec<(String, String)> {
 }
 
 fn pretty(schema: &schemars::Schema) -> String {
-    // Keys are sorted so the output does not depend on whether some other
-    // crate in the build turned on serde_json's `preserve_order`.
-    let mut value = schema.as_value().clone();
-    sort_keys(&mut value);
-    // A JSON value always serializes.
-    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
-    s.push('\n');
-    s
-}
-
-fn sort_keys(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.sort_keys();
-            map.values_mut().for_each(sort_keys);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
-        _ => {}
-    }
+    crate::generated::canonical_json(schema.as_value().clone())
 }
 
 #[cfg(test)]
