@@ -12,31 +12,13 @@ use polystream_common::config::{StoreEndpoints, Topics};
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
+use polystream_smoke_tests::{env_or, unique, unreachable};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", Uuid::now_v7().simple())
-}
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-#[track_caller]
-fn unreachable(server: &str, component: &str, addr: &str, err: impl std::fmt::Display) -> ! {
-    panic!(
-        "{server} is not reachable at {addr}: {err}\n\
-         It must be running for this test; start it with `./dev up {component}`."
-    )
-}
 
 struct Fixture {
     config: Config,
