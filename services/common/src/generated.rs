@@ -12,7 +12,8 @@ pub fn canonical_json(mut value: serde_json::Value) -> String {
     s
 }
 
-fn sort_keys(value: &mut serde_json::Value) {
+/// Sorts object keys at every depth, in place.
+pub fn sort_keys(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             map.sort_keys();
