@@ -11,41 +11,11 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
 use polystream_operator::crd::{AUTOSCALING_BOUNDS_MESSAGE, AutoscalingSpec};
-use polystream_smoke_tests::{unique, unreachable};
+use polystream_smoke_tests::{kube_client, unique};
 
 const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
 const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
 const SECRETS: &str = include_str!("../../k8s/samples/secrets.yaml");
-
-async fn client() -> Client {
-    // kube uses ring; another dependency may bring a second rustls provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            "(KUBECONFIG unset)",
-            "KUBECONFIG is not set; `./dev env` prints it",
-        )
-    });
-    let client = Client::try_default().await.unwrap_or_else(|e| {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            &kubeconfig,
-            e,
-        )
-    });
-    if let Err(e) = client.apiserver_version().await {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            &kubeconfig,
-            e,
-        );
-    }
-    client
-}
 
 /// Server-side applies the committed CRD and waits until it is served.
 async fn install_crd(client: &Client) {
@@ -132,7 +102,7 @@ async fn rejection(api: &Api<StreamingPlatform>, sp: &StreamingPlatform) -> Stri
 
 #[tokio::test]
 async fn crd_is_established_and_the_sample_is_accepted() {
-    let client = client().await;
+    let client = kube_client().await;
     install_crd(&client).await;
     let ns = TestNamespace::create(&client).await;
 
@@ -152,7 +122,7 @@ async fn crd_is_established_and_the_sample_is_accepted() {
 
 #[tokio::test]
 async fn autoscaling_min_above_max_is_rejected_with_the_cel_message() {
-    let client = client().await;
+    let client = kube_client().await;
     install_crd(&client).await;
     let ns = TestNamespace::create(&client).await;
     let api: Api<StreamingPlatform> = Api::namespaced(client.clone(), &ns.name);
@@ -176,7 +146,7 @@ async fn autoscaling_min_above_max_is_rejected_with_the_cel_message() {
 
 #[tokio::test]
 async fn negative_replicas_are_rejected_naming_the_field() {
-    let client = client().await;
+    let client = kube_client().await;
     install_crd(&client).await;
     let ns = TestNamespace::create(&client).await;
     let api: Api<StreamingPlatform> = Api::namespaced(client.clone(), &ns.name);
@@ -208,7 +178,7 @@ async fn negative_replicas_are_rejected_naming_the_field() {
 
 #[tokio::test]
 async fn kubectl_get_sp_shows_the_printer_columns() {
-    let client = client().await;
+    let client = kube_client().await;
     install_crd(&client).await;
     let ns = TestNamespace::create(&client).await;
     let api: Api<StreamingPlatform> = Api::namespaced(client.clone(), &ns.name);

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 fn dev(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev");
+    // Resolved at run time: checkouts share the target dir, so a path baked in
+    // at compile time may name another checkout.
+    let script =
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../dev");
     let status = Command::new(script).args(args).status().unwrap();
     assert!(
         status.success(),

@@ -42,3 +42,26 @@ fn uuid_like() -> String {
         .unwrap_or_default();
     format!("{:x}{:x}", nanos, std::process::id())
 }
+
+/// A client for the API server in `KUBECONFIG` that has answered once; fails
+/// naming the server otherwise.
+pub async fn kube_client() -> kube::Client {
+    const SERVER: &str = "the Kubernetes API server";
+    // kube uses ring; another dependency may bring a second rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| {
+        unreachable(
+            SERVER,
+            "kube_apiserver",
+            "(KUBECONFIG unset)",
+            "KUBECONFIG is not set; `./dev env` prints it",
+        )
+    });
+    let client = kube::Client::try_default()
+        .await
+        .unwrap_or_else(|e| unreachable(SERVER, "kube_apiserver", &kubeconfig, e));
+    if let Err(e) = client.apiserver_version().await {
+        unreachable(SERVER, "kube_apiserver", &kubeconfig, e);
+    }
+    client
+}

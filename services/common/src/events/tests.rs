@@ -14,7 +14,10 @@ fn registered() -> Command {
 
 #[test]
 fn committed_schemas_match_the_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events");
+    // Read at run time: checkouts share the target dir, so a path baked in at
+    // compile time may name another checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let dir = std::path::Path::new(&manifest_dir).join("../../docs/events");
     let mut stale = Vec::new();
     let files = schema_files();
     for (name, body) in &files {

@@ -4,43 +4,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
-use polystream_smoke_tests::{unique, unreachable};
-
-async fn client() -> Client {
-    // kube uses ring; another dependency may bring a second rustls provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            "(KUBECONFIG unset)",
-            "KUBECONFIG is not set; `./dev env` prints it",
-        )
-    });
-    let client = Client::try_default().await.unwrap_or_else(|e| {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            &kubeconfig,
-            e,
-        )
-    });
-    if let Err(e) = client.apiserver_version().await {
-        unreachable(
-            "the Kubernetes API server",
-            "kube_apiserver",
-            &kubeconfig,
-            e,
-        );
-    }
-    client
-}
+use polystream_smoke_tests::{kube_client, unique};
 
 #[tokio::test]
 async fn kubernetes_configmap_and_ready_deployment() {
-    let client = client().await;
+    let client = kube_client().await;
     let ns = unique("smoke");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
