@@ -65,3 +65,25 @@ pub async fn kube_client() -> kube::Client {
     }
     client
 }
+
+/// The path of a workspace binary (e.g. `polystream-s1-gateway`) built into
+/// the same target directory as the running test, for tests that start the
+/// services as real processes. `./dev test` builds every binary first; a
+/// single crate's `cargo test` does not, hence the message.
+pub fn service_binary(name: &str) -> std::path::PathBuf {
+    // The test executable lives in <target>/<profile>/deps/.
+    let exe =
+        std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the test binary: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} does not exist: build the services first with `cargo build --workspace --bins` \
+         (`./dev test` does)",
+        path.display()
+    );
+    path
+}
