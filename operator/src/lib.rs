@@ -2,7 +2,13 @@
 //! and (so far) the pure pieces of its reconciliation.
 
 pub mod builders;
+pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod probes;
+pub mod status;
 
 use kube::CustomResourceExt;
 

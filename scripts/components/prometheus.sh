@@ -4,6 +4,9 @@
 # ports (targets that are not running just show as down), and loads alert and
 # recording rules from the chart when there are any. --web.enable-lifecycle
 # allows `curl -X POST $PROMETHEUS_URL/-/reload` after editing the config.
+# Besides the fixed ports, it scrapes whatever target files (file_sd JSON)
+# appear in PROMETHEUS_FILE_SD_DIR: tests that start their own services on
+# free ports register them there, so they never clash with `./dev up`'s.
 
 PROMETHEUS_VERSION=2.42.0
 PROMETHEUS_PORT=9090
@@ -11,7 +14,13 @@ PROMETHEUS_PORT=9090
 prometheus_version() { echo "$PROMETHEUS_VERSION"; }
 prometheus_installed() { pkg_installed prometheus "$PROMETHEUS_VERSION" && [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; }
 prometheus_addr() { echo "http://127.0.0.1:$PROMETHEUS_PORT"; }
-prometheus_env() { echo "PROMETHEUS_URL=$(prometheus_addr)"; }
+prometheus_file_sd_dir() { echo "$PS_STATE/prometheus/targets"; }
+prometheus_env() {
+  echo "PROMETHEUS_URL=$(prometheus_addr)"
+  echo "PROMETHEUS_FILE_SD_DIR=$(prometheus_file_sd_dir)"
+  # promtool comes in the same Debian package (rules checks and unit tests).
+  echo "PROMTOOL=/usr/bin/promtool"
+}
 
 prometheus_install() {
   # The package's postinst tries to start a system daemon on :9090; the
@@ -45,11 +54,20 @@ EOF
       - targets: ['127.0.0.1:$port']
 EOF
   done
+  # Each file lists targets with their labels, `job` included (a target's own
+  # `job` label wins over job_name, which is only the default); files are
+  # re-read on change and at least every 5s.
+  cat <<EOF
+  - job_name: file-sd
+    file_sd_configs:
+      - files: ['$(prometheus_file_sd_dir)/*.json']
+        refresh_interval: 5s
+EOF
 }
 
 prometheus_start() {
   local dir=$PS_DATA/prometheus
-  mkdir -p "$dir/data"
+  mkdir -p "$dir/data" "$(prometheus_file_sd_dir)"
   prometheus_config >"$dir/prometheus.yml"
   # Exemplars (trace IDs on metric samples) are stored only with this feature.
   spawn prometheus /usr/bin/prometheus \

@@ -159,6 +159,12 @@ impl<S: Source> Reader<S> {
         }
     }
 
+    /// Set, but empty (or only whitespace): an explicit "none", as a
+    /// ConfigMap can say it, which the other readers treat as unset.
+    pub fn is_blank(&self, var: &str) -> bool {
+        self.source.get(var).is_some_and(|v| v.trim().is_empty())
+    }
+
     fn raw(&self, var: &str) -> Option<String> {
         self.source.get(var).filter(|v| !v.trim().is_empty())
     }
@@ -237,6 +243,14 @@ mod tests {
         assert_eq!(r.finish(), Ok(()));
         assert_eq!(e.kafka_bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(e.redis_url, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn blank_is_told_apart_from_unset() {
+        let r = Reader::new([("OPENSEARCH_URL", " "), ("OTHER", "x")]);
+        assert!(r.is_blank("OPENSEARCH_URL"));
+        assert!(!r.is_blank("OTHER"));
+        assert!(!r.is_blank("UNSET"));
     }
 
     #[test]

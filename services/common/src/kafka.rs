@@ -1,16 +1,24 @@
 //! Kafka plumbing shared by the services: client settings that make a send
-//! durable, publishing an envelope with its headers, and topic creation.
+//! durable, publishing an envelope with its headers and trace context,
+//! consumer process spans that continue the sender's trace, consumer lag from
+//! librdkafka statistics, and topic creation.
 
 use std::time::Duration;
 
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rdkafka::ClientConfig;
+use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::events::{Envelope, headers};
 
@@ -47,23 +55,33 @@ pub fn consumer(
     group: &str,
     client_id: &str,
 ) -> Result<StreamConsumer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    consumer_config(bootstrap, group, client_id).create()
+}
+
+fn consumer_config(bootstrap: &str, group: &str, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("client.id", client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("session.timeout.ms", "10000")
-        .create()
+        .set("session.timeout.ms", "10000");
+    c
 }
 
-/// Extra headers to send with an event (e.g. `traceparent`).
+/// Extra headers to send with an event.
 pub type ExtraHeaders<'a> = &'a [(&'a str, &'a str)];
 
 /// Publishes `envelope` as JSON with the CloudEvents routing headers and waits
 /// for the broker's acknowledgement.
+///
+/// The send is a PRODUCER span (a child of the caller's current span) whose
+/// W3C trace context travels in the `traceparent`/`tracestate` headers, so
+/// the consumer's span continues the same trace; its duration and outcome are
+/// recorded in `messaging_client_operation_duration_seconds` and
+/// `messaging_client_sent_messages_total`.
 pub async fn publish<D: Serialize>(
     producer: &FutureProducer,
     topic: &str,
@@ -71,8 +89,56 @@ pub async fn publish<D: Serialize>(
     envelope: &Envelope<D>,
     extra: ExtraHeaders<'_>,
 ) -> Result<(i32, i64), PublishError> {
-    let payload = serde_json::to_vec(envelope)?;
     let correlation = envelope.correlationid.to_string();
+    let span = tracing::info_span!(
+        "kafka_send",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.name = "send",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        messaging.message.conversation_id = correlation.as_str(),
+        polystream.correlation_id = correlation.as_str(),
+        messaging.kafka.message.key = key,
+        cloudevents.event_id = %envelope.id,
+        cloudevents.event_type = envelope.event_type.as_str(),
+        messaging.destination.partition.id = Empty,
+        messaging.kafka.offset = Empty,
+        error.type = Empty,
+    );
+    let start = std::time::Instant::now();
+    let result = send(producer, topic, key, envelope, extra, &correlation, &span)
+        .instrument(span.clone())
+        .await;
+    let error_type = match &result {
+        Ok((partition, offset)) => {
+            span.record("messaging.destination.partition.id", partition.to_string());
+            span.record("messaging.kafka.offset", offset);
+            String::new()
+        }
+        Err(e) => {
+            let t = e.error_type();
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", t.as_str());
+            t
+        }
+    };
+    record_send(topic, error_type, start.elapsed(), &span);
+    result
+}
+
+async fn send<D: Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    envelope: &Envelope<D>,
+    extra: ExtraHeaders<'_>,
+    correlation: &str,
+    span: &tracing::Span,
+) -> Result<(i32, i64), PublishError> {
+    let payload = serde_json::to_vec(envelope)?;
     let mut hdrs = OwnedHeaders::new()
         .insert(Header {
             key: headers::CE_TYPE,
@@ -80,12 +146,18 @@ pub async fn publish<D: Serialize>(
         })
         .insert(Header {
             key: headers::CE_CORRELATION_ID,
-            value: Some(correlation.as_str()),
+            value: Some(correlation),
         });
     for (k, v) in extra {
         hdrs = hdrs.insert(Header {
             key: k,
             value: Some(*v),
+        });
+    }
+    for (k, v) in trace_headers(&span.context()) {
+        hdrs = hdrs.insert(Header {
+            key: k.as_str(),
+            value: Some(v.as_str()),
         });
     }
     let record = FutureRecord::to(topic)
@@ -99,12 +171,254 @@ pub async fn publish<D: Serialize>(
         .map_err(|(e, _)| PublishError::Kafka(e))
 }
 
+fn record_send(topic: &str, error_type: String, elapsed: Duration, span: &tracing::Span) {
+    use crate::metrics::{ProducerLabels, SentLabels, observe, shared};
+    observe(
+        &shared().producer_duration,
+        &ProducerLabels {
+            messaging_system: "kafka".into(),
+            messaging_operation_name: "send".into(),
+            messaging_destination_name: topic.into(),
+            error_type: error_type.clone(),
+        },
+        elapsed,
+        crate::telemetry::sampled_trace_id(&span.context()),
+    );
+    shared()
+        .sent_messages
+        .get_or_create(&SentLabels {
+            messaging_system: "kafka".into(),
+            messaging_destination_name: topic.into(),
+            error_type,
+        })
+        .inc();
+}
+
+/// The W3C trace context of `cx` as headers (`traceparent`, `tracestate`).
+pub fn trace_headers(cx: &opentelemetry::Context) -> Vec<(String, String)> {
+    struct Collect(Vec<(String, String)>);
+    impl Injector for Collect {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    TraceContextPropagator::new().inject_context(cx, &mut c);
+    c.0
+}
+
+struct KafkaHeaders<'a, H>(&'a H);
+
+impl<H: Headers> Extractor for KafkaHeaders<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.key).collect()
+    }
+}
+
+/// The trace context a received message carries (empty when it has none).
+pub fn extract_context<H: Headers>(headers: Option<&H>) -> opentelemetry::Context {
+    match headers {
+        Some(h) => TraceContextPropagator::new().extract(&KafkaHeaders(h)),
+        None => opentelemetry::Context::new(),
+    }
+}
+
+/// A CONSUMER span for processing `message`, continuing the sender's trace
+/// (the `traceparent` header), with the messaging attributes, the event type
+/// and the correlation id (from the CloudEvents headers). Enter it (or
+/// `.instrument(span)`) for the whole handling of the message: store calls
+/// and outcome publishes inside become its children.
+pub fn process_span<M: Message>(message: &M, consumer_group: &str) -> tracing::Span {
+    let headers = message.headers();
+    let event_type = header_of(headers, headers::CE_TYPE).unwrap_or("unknown");
+    let correlation = header_of(headers, headers::CE_CORRELATION_ID).unwrap_or("");
+    let key = message
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .unwrap_or("");
+    let topic = message.topic();
+    let span = tracing::info_span!(
+        "kafka_process",
+        otel.name = %format_args!("process {topic}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.name = "process",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = %message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.consumer.group.name = consumer_group,
+        messaging.kafka.message.key = key,
+        messaging.message.conversation_id = Empty,
+        polystream.correlation_id = Empty,
+        cloudevents.event_type = event_type,
+        error.type = Empty,
+    );
+    if !correlation.is_empty() {
+        span.record("messaging.message.conversation_id", correlation);
+        span.record("polystream.correlation_id", correlation);
+    }
+    // Fails only without the OpenTelemetry layer (then there is no trace).
+    let _ = span.set_parent(extract_context(headers));
+    span
+}
+
+fn header_of<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a str> {
+    headers?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A consumer that, besides [`consumer`]'s settings, reports librdkafka
+/// statistics every `STATS_INTERVAL` into `polystream_kafka_consumer_lag`.
+pub fn consumer_with_lag(
+    bootstrap: &str,
+    group: &str,
+    client_id: &str,
+) -> Result<StreamConsumer<LagContext>, KafkaError> {
+    consumer_config(bootstrap, group, client_id)
+        .set(
+            "statistics.interval.ms",
+            STATS_INTERVAL.as_millis().to_string(),
+        )
+        .create_with_context(LagContext::new(group))
+}
+
+/// How often librdkafka reports statistics (and so the lag is refreshed).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Client context turning librdkafka statistics into the lag gauge.
+pub struct LagContext {
+    group: String,
+    reported: std::sync::Mutex<Vec<crate::metrics::LagLabels>>,
+}
+
+impl LagContext {
+    pub fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            reported: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the gauge for every partition in `stats` and removes partitions
+    /// no longer assigned (so a rebalance does not leave stale series).
+    pub fn apply(&self, stats: &[u8]) {
+        let lags = match parse_lag(stats) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "unreadable librdkafka statistics");
+                return;
+            }
+        };
+        let family = &crate::metrics::shared().consumer_lag;
+        let now: Vec<crate::metrics::LagLabels> = lags
+            .iter()
+            .map(|l| {
+                let labels = crate::metrics::LagLabels {
+                    messaging_destination_name: l.topic.clone(),
+                    messaging_destination_partition_id: l.partition.to_string(),
+                    messaging_consumer_group_name: self.group.clone(),
+                };
+                family.get_or_create(&labels).set(l.lag);
+                labels
+            })
+            .collect();
+        if let Ok(mut reported) = self.reported.lock() {
+            for old in reported.iter().filter(|o| !now.contains(o)) {
+                family.remove(old);
+            }
+            *reported = now;
+        }
+    }
+}
+
+impl ClientContext for LagContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.apply(statistics);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// One assigned partition's lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: i64,
+}
+
+/// The consumer lag per partition in a librdkafka statistics document
+/// (`topics.*.partitions.*.consumer_lag`). Skips the internal partition -1
+/// and partitions whose lag is not known yet (-1).
+pub fn parse_lag(stats: &[u8]) -> Result<Vec<PartitionLag>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Stats {
+        #[serde(default)]
+        topics: std::collections::BTreeMap<String, Topic>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Topic {
+        topic: String,
+        #[serde(default)]
+        partitions: std::collections::BTreeMap<String, Partition>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Partition {
+        partition: i32,
+        #[serde(default = "unknown")]
+        consumer_lag: i64,
+    }
+    fn unknown() -> i64 {
+        -1
+    }
+    let stats: Stats = serde_json::from_slice(stats)?;
+    let mut out = Vec::new();
+    for t in stats.topics.into_values() {
+        for p in t.partitions.into_values() {
+            if p.partition >= 0 && p.consumer_lag >= 0 {
+                out.push(PartitionLag {
+                    topic: t.topic.clone(),
+                    partition: p.partition,
+                    lag: p.consumer_lag,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|l| (l.topic.clone(), l.partition));
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("Kafka did not acknowledge the event: {0}")]
     Kafka(#[from] KafkaError),
+}
+
+impl PublishError {
+    /// A bounded `error.type`: `encode`, or librdkafka's error code name
+    /// (e.g. `MessageTimedOut`).
+    pub fn error_type(&self) -> String {
+        match self {
+            Self::Encode(_) => "encode".into(),
+            Self::Kafka(e) => e
+                .rdkafka_error_code()
+                .map_or_else(|| "kafka".into(), |c| format!("{c:?}")),
+        }
+    }
 }
 
 /// Reads a header as text.
@@ -187,4 +501,156 @@ pub async fn ensure_topics(
         result.map_err(|(_, code)| KafkaError::AdminOp(code))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+
+    #[test]
+    fn trace_context_round_trips_through_kafka_headers() {
+        let sc = SpanContext::new(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "v1")]).unwrap(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(sc.clone());
+        let injected = trace_headers(&cx);
+        let traceparent = injected.iter().find(|(k, _)| k == "traceparent").unwrap();
+        assert_eq!(
+            traceparent.1,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in &injected {
+            owned = owned.insert(Header {
+                key: k.as_str(),
+                value: Some(v.as_str()),
+            });
+        }
+        let back = extract_context(Some(&owned));
+        let span = back.span();
+        let got = span.span_context();
+        assert_eq!(got.trace_id(), sc.trace_id());
+        assert_eq!(got.span_id(), sc.span_id());
+        assert!(got.is_sampled() && got.is_remote());
+        assert_eq!(got.trace_state().get("vendor"), Some("v1"));
+        assert!(
+            !extract_context::<OwnedHeaders>(None)
+                .span()
+                .span_context()
+                .is_valid()
+        );
+    }
+
+    #[test]
+    fn a_process_span_continues_the_senders_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let sub = crate::telemetry::subscriber(
+            provider.tracer("test"),
+            tracing_subscriber::EnvFilter::new("info"),
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
+        );
+        let _default = tracing::subscriber::set_default(sub);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "traceparent",
+                value: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            })
+            .insert(Header {
+                key: headers::CE_CORRELATION_ID,
+                value: Some("corr-9"),
+            });
+        let message = rdkafka::message::OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            Some(b"user/1".to_vec()),
+            "user_events".into(),
+            rdkafka::Timestamp::NotAvailable,
+            2,
+            40,
+            Some(headers),
+        );
+        let span = process_span(&message, "s2");
+        let (trace_id, correlation) = span.in_scope(|| {
+            (
+                crate::telemetry::current_trace_id(),
+                crate::telemetry::current_correlation_id(),
+            )
+        });
+        assert_eq!(
+            trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
+        assert_eq!(correlation.as_deref(), Some("corr-9"));
+        let cx = span.context();
+        let own = cx.span().span_context().span_id();
+        assert_ne!(own, SpanId::from_hex("b7ad6b7169203331").unwrap());
+    }
+
+    #[test]
+    fn lag_is_read_per_assigned_partition() {
+        let stats = br#"{
+            "name": "c#consumer-1", "type": "consumer",
+            "topics": {
+                "user_events": {"topic": "user_events", "partitions": {
+                    "0": {"partition": 0, "consumer_lag": 12, "desired": true},
+                    "1": {"partition": 1, "consumer_lag": -1},
+                    "-1": {"partition": -1, "consumer_lag": -1}
+                }},
+                "response_events": {"topic": "response_events", "partitions": {
+                    "3": {"partition": 3, "consumer_lag": 0}
+                }}
+            }
+        }"#;
+        assert_eq!(
+            parse_lag(stats).unwrap(),
+            vec![
+                PartitionLag {
+                    topic: "response_events".into(),
+                    partition: 3,
+                    lag: 0
+                },
+                PartitionLag {
+                    topic: "user_events".into(),
+                    partition: 0,
+                    lag: 12
+                },
+            ]
+        );
+        assert_eq!(parse_lag(br#"{"name": "p"}"#).unwrap(), vec![]);
+        assert!(parse_lag(b"not json").is_err());
+    }
+
+    #[test]
+    fn lag_series_of_revoked_partitions_disappear() {
+        let group = format!("lag-test-{}", uuid::Uuid::new_v4());
+        let ctx = LagContext::new(&group);
+        let labels = |p: &str| crate::metrics::LagLabels {
+            messaging_destination_name: "t".into(),
+            messaging_destination_partition_id: p.into(),
+            messaging_consumer_group_name: group.clone(),
+        };
+        ctx.apply(br#"{"topics": {"t": {"topic": "t", "partitions": {"0": {"partition": 0, "consumer_lag": 5}, "1": {"partition": 1, "consumer_lag": 7}}}}}"#);
+        let family = &crate::metrics::shared().consumer_lag;
+        assert_eq!(family.get_or_create(&labels("1")).get(), 7);
+        ctx.apply(br#"{"topics": {"t": {"topic": "t", "partitions": {"0": {"partition": 0, "consumer_lag": 2}}}}}"#);
+        assert_eq!(family.get_or_create(&labels("0")).get(), 2);
+        assert!(family.get(&labels("1")).is_none());
+    }
+
+    #[test]
+    fn publish_errors_have_bounded_types() {
+        let e = PublishError::Kafka(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut,
+        ));
+        assert_eq!(e.error_type(), "MessageTimedOut");
+    }
 }

@@ -4,17 +4,20 @@
 //! - [`config`]: settings from the environment, errors naming the variable;
 //! - [`events`]: the event contract on Kafka;
 //! - [`generated`]: stable text for committed, generated artifacts;
-//! - [`kafka`]: durable producing, manual-commit consumers, topic creation;
-//! - [`metrics`]: the Prometheus registry served on `/metrics`;
+//! - [`kafka`]: durable producing (with a producer span and trace context),
+//!   manual-commit consumers, process spans, consumer lag, topic creation;
+//! - [`instrument`]: the HTTP server span and metric, store-call spans and metric;
+//! - [`metrics`]: the Prometheus registry and shared families, `/metrics`, `METRICS_ADDR`;
 //! - [`status`]: a command's status in Redis, with waiting;
 //! - [`health`]: `/health` and `/ready`;
 //! - [`problem`]: RFC 9457 error responses;
-//! - [`telemetry`]: logging start-up.
+//! - [`telemetry`]: start-up of JSON logs and OTLP traces (`OTEL_*`), correlation ids.
 
 pub mod config;
 pub mod events;
 pub mod generated;
 pub mod health;
+pub mod instrument;
 pub mod kafka;
 pub mod metrics;
 pub mod problem;

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::SESSIONS_BY_EXPIRY;
 use crate::state::{AppState, State};
+use polystream_common::instrument::{Store, store_op};
 
 /// What Redis holds per session (the token is never stored).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,14 +111,20 @@ pub async fn create_session(
     };
     let ttl = state.config.session_ttl.as_secs();
     let mut con = state.redis.clone();
-    let _: () = redis::pipe()
-        .atomic()
-        .set_ex(keys::session(&hash), to_json(&data), ttl)
-        .sadd(keys::user_sessions(user_id), &hash)
-        .expire(keys::user_sessions(user_id), ttl as i64)
-        .query_async(&mut con)
-        .await?;
     let expires = now + chrono::Duration::seconds(ttl as i64);
+    let _: () = store_op(
+        Store::Redis,
+        "create_session",
+        redis::pipe()
+            .atomic()
+            .set_ex(keys::session(&hash), to_json(&data), ttl)
+            .sadd(keys::user_sessions(user_id), &hash)
+            .expire(keys::user_sessions(user_id), ttl as i64)
+            .zadd(SESSIONS_BY_EXPIRY, &hash, expires.timestamp())
+            .ignore()
+            .query_async(&mut con),
+    )
+    .await?;
     Ok((token, expires))
 }
 
@@ -124,17 +132,24 @@ pub async fn create_session(
 pub async fn end_session(state: &State, user_id: i64, session_id: &str) -> ApiResult<bool> {
     let mut con = state.redis.clone();
     let key = keys::session(session_id);
-    let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+    let raw: Option<String> = store_op(
+        Store::Redis,
+        "get_session",
+        redis::cmd("GET").arg(&key).query_async(&mut con),
+    )
+    .await?;
     let owned = raw
         .and_then(|r| serde_json::from_str::<SessionData>(&r).ok())
         .is_some_and(|s| s.user_id == user_id);
-    let _: () = redis::pipe()
-        .srem(keys::user_sessions(user_id), session_id)
-        .query_async(&mut con)
-        .await?;
+    let mut end = redis::pipe();
+    end.srem(keys::user_sessions(user_id), session_id).ignore();
     if owned {
-        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
+        end.del(&key)
+            .ignore()
+            .zrem(SESSIONS_BY_EXPIRY, session_id)
+            .ignore();
     }
+    let _: () = store_op(Store::Redis, "end_session", end.query_async(&mut con)).await?;
     Ok(owned)
 }
 
@@ -160,7 +175,12 @@ impl FromRequestParts<AppState> for Caller {
         let hash = token_hash(token);
         let key = keys::session(&hash);
         let mut con = state.redis.clone();
-        let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+        let raw: Option<String> = store_op(
+            Store::Redis,
+            "get_session",
+            redis::cmd("GET").arg(&key).query_async(&mut con),
+        )
+        .await?;
         let Some(mut data) = raw.and_then(|r| serde_json::from_str::<SessionData>(&r).ok()) else {
             return Err(ApiError::unauthorized(
                 "the token is unknown or its session expired",
@@ -169,11 +189,20 @@ impl FromRequestParts<AppState> for Caller {
         // Activity keeps the session alive.
         data.last_seen = Utc::now();
         let ttl = state.config.session_ttl.as_secs();
-        let _: () = redis::pipe()
-            .set_ex(&key, to_json(&data), ttl)
-            .expire(keys::user_sessions(data.user_id), ttl as i64)
-            .query_async(&mut con)
-            .await?;
+        let expires = data.last_seen.timestamp() + ttl as i64;
+        let _: () = store_op(
+            Store::Redis,
+            "refresh_session",
+            redis::pipe()
+                .set_ex(&key, to_json(&data), ttl)
+                .ignore()
+                .expire(keys::user_sessions(data.user_id), ttl as i64)
+                .ignore()
+                .zadd(SESSIONS_BY_EXPIRY, &hash, expires)
+                .ignore()
+                .query_async(&mut con),
+        )
+        .await?;
         Ok(Caller {
             session_id: hash,
             user_id: data.user_id,

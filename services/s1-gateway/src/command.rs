@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use polystream_common::events::{Command, Envelope, Violation};
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::{InvalidParam, Problem};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -74,6 +75,8 @@ pub async fn submit(
         .validate()
         .map_err(|v| ApiError::from(violations_problem(v, fields)))?;
     let correlation_id = Uuid::now_v7();
+    // From here on the request's span (and every log line in it) carries the id.
+    polystream_common::telemetry::set_correlation_id(&tracing::Span::current(), &correlation_id);
     let event_type = command.event_type();
     let subject = command.subject();
     let envelope = Envelope::new(
@@ -108,7 +111,13 @@ pub async fn submit(
     }
     // The command is durable now; a missing `pending` only delays what the
     // status endpoint shows until S2 records the outcome, so it is not a 503.
-    if let Err(e) = state.status.mark_pending(correlation_id, event_type).await {
+    let pending = store_op(
+        Store::Redis,
+        "mark_pending",
+        state.status.mark_pending(correlation_id, event_type),
+    )
+    .await;
+    if let Err(e) = pending {
         tracing::warn!(%correlation_id, error = %e, "could not record pending status");
     }
     Ok(Accepted {

@@ -11,6 +11,8 @@ pub struct Config {
     pub topics: Topics,
     /// `HTTP_ADDR`: where to listen.
     pub http_addr: SocketAddr,
+    /// `METRICS_ADDR`: where `/metrics` is served instead of `HTTP_ADDR`, when set.
+    pub metrics_addr: Option<SocketAddr>,
     /// `PUBLIC_URL`: the base of `status_url` links, as clients reach S1.
     pub public_url: String,
     /// `SESSION_TTL_SECONDS`: idle lifetime of a session.
@@ -38,6 +40,7 @@ impl Config {
         let stores = StoreEndpoints::read(r);
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)));
+        let metrics_addr = polystream_common::metrics::read_addr(r);
         let public_url = r
             .url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])
             .trim_end_matches('/')
@@ -77,6 +80,7 @@ impl Config {
             stores,
             topics,
             http_addr,
+            metrics_addr,
             public_url,
             session_ttl,
             status_wait_max,
@@ -121,6 +125,7 @@ mod tests {
         assert_eq!(c.status_wait_max, 30);
         assert!(c.legacy_api);
         assert!(c.admin.is_none());
+        assert!(c.metrics_addr.is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod legacy;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
@@ -22,6 +23,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use polystream_common::health::{self, Check};
+use polystream_common::instrument;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -39,22 +41,51 @@ pub async fn run(
     serve(config, listener, shutdown).await
 }
 
-/// Serves on an already bound listener (tests bind port 0).
+/// Serves on an already bound listener (tests bind port 0); `/metrics` on
+/// `METRICS_ADDR` when that is set.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use futures::FutureExt;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(polystream_common::metrics::bind(addr).await?),
+        None => None,
+    };
     let state: AppState = Arc::new(State::connect(config).await?);
     {
         let state = state.clone();
         tokio::spawn(async move { accounts::bootstrap_admin(&state).await });
     }
+    let sessions = tokio::spawn(metrics::track_sessions(
+        state.redis.clone(),
+        state.metrics.sessions_active.clone(),
+    ));
+    let shutdown = shutdown.boxed().shared();
+    let metrics_server = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "serving /metrics");
+        }
+        tokio::spawn(polystream_common::metrics::serve(
+            l,
+            state.registry.clone(),
+            shutdown.clone(),
+        ))
+    });
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    sessions.abort();
+    if let Some(m) = metrics_server {
+        // Its shutdown signal has fired too; a failure there is not the API's.
+        if let Ok(Err(e)) = m.await {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
+    }
+    served?;
     Ok(())
 }
 
@@ -92,16 +123,21 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(legacy::routes());
     }
     app = app
-        .route("/metrics", get(|| async { "" }))
         .route("/", get(root))
         .merge(openapi::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::method_not_allowed))
         .layer(DefaultBodyLimit::max(max_body))
-        // Method, path, status and latency only: bodies (passwords) are never logged.
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    app.with_state(state.clone())
-        .merge(health::router(checks(&state)))
+        // The SERVER span and the latency metric; runs after routing, so it
+        // labels by route template. Bodies (passwords) are never recorded.
+        .layer(axum::middleware::from_fn(instrument::http_server));
+    let mut app = app
+        .with_state(state.clone())
+        .merge(health::router(checks(&state)));
+    if state.config.metrics_addr.is_none() {
+        app = app.merge(polystream_common::metrics::router(state.registry.clone()));
+    }
+    app
 }
 
 fn checks(state: &AppState) -> Vec<Check> {

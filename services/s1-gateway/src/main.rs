@@ -10,7 +10,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", openapi::document());
         return Ok(());
     }
-    polystream_common::telemetry::init_logging("s1-gateway");
-    let config = Config::from_env()?;
-    run(config, polystream_common::telemetry::shutdown_signal()).await
+    let telemetry = polystream_common::telemetry::init("polystream-s1-gateway")?;
+    let served = match Config::from_env() {
+        Ok(config) => run(config, polystream_common::telemetry::shutdown_signal()).await,
+        Err(e) => Err(e.into()),
+    };
+    // Flush the spans of the last requests, also after a failure.
+    telemetry.shutdown().await;
+    served
 }

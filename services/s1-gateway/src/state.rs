@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use crate::metrics::S1Metrics;
 
 pub type AppState = Arc<State>;
 
@@ -19,6 +20,9 @@ pub struct State {
     pub redis: ConnectionManager,
     pub producer: FutureProducer,
     pub status: StatusStore,
+    pub metrics: S1Metrics,
+    /// What `/metrics` serves.
+    pub registry: std::sync::Arc<prometheus_client::registry::Registry>,
     pub config: Config,
 }
 
@@ -49,12 +53,16 @@ impl State {
         )
         .context("creating the Kafka producer")?;
         let status = StatusStore::new(client, redis.clone());
+        let metrics = S1Metrics::default();
+        let registry = metrics.register(&config.topics.user_events);
         Ok(Self {
             pg,
             mongo,
             redis,
             producer,
             status,
+            metrics,
+            registry,
             config,
         })
     }

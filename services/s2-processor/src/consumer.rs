@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use polystream_common::kafka::{LagContext, STATS_INTERVAL};
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -49,9 +51,15 @@ type Lanes = Arc<Mutex<HashMap<PartitionKey, Arc<Lane>>>>;
 
 pub struct Context {
     lanes: Lanes,
+    /// Turns librdkafka's statistics into `polystream_kafka_consumer_lag`.
+    lag: LagContext,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.lag.apply(statistics);
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -124,8 +132,13 @@ pub fn create(bootstrap: &str, group: &str) -> KafkaResult<(Arc<ProcessorConsume
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
+        .set(
+            "statistics.interval.ms",
+            STATS_INTERVAL.as_millis().to_string(),
+        )
         .create_with_context(Context {
             lanes: lanes.clone(),
+            lag: LagContext::new(group),
         })?;
     Ok((Arc::new(consumer), lanes))
 }
@@ -182,7 +195,10 @@ pub async fn run(
             }
             received = consumer.recv() => {
                 let m = match received {
-                    Ok(m) => Incoming::from_message(&m),
+                    Ok(m) => {
+                        polystream_common::metrics::record_consumed(m.topic(), &pipeline.group);
+                        Incoming::from_message(&m, &pipeline.group)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "Kafka consumer error");
                         // librdkafka reconnects by itself; do not spin meanwhile.

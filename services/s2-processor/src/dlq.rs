@@ -5,9 +5,63 @@
 use polystream_common::events::headers;
 use uuid::Uuid;
 
+/// Why an event is dead-lettered, as a bounded metric label; the
+/// `dlq_reason` header carries the full text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No payload at all.
+    EmptyPayload,
+    /// Not JSON, or JSON that is not a CloudEvents envelope.
+    NotAnEnvelope,
+    /// An envelope with an unsupported `specversion` or `datacontenttype`.
+    UnsupportedEnvelope,
+    /// A `type` that is not in the contract.
+    UnknownType,
+    /// A known type whose `data` does not decode or breaks the contract's rules.
+    InvalidData,
+}
+
+impl Reason {
+    pub const ALL: [Self; 5] = [
+        Self::EmptyPayload,
+        Self::NotAnEnvelope,
+        Self::UnsupportedEnvelope,
+        Self::UnknownType,
+        Self::InvalidData,
+    ];
+
+    /// The `reason` label of `polystream_dead_lettered_events_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::EmptyPayload => "empty_payload",
+            Self::NotAnEnvelope => "not_an_envelope",
+            Self::UnsupportedEnvelope => "unsupported_envelope",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidData => "invalid_data",
+        }
+    }
+}
+
+/// An event that can never be processed: why (bounded) and the full text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Poison {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
 /// The headers of a dead letter: the reason and source first, then every
 /// original header (a duplicate `dlq_*` from an earlier hop is dropped so the
-/// newest reason wins).
+/// newest reason wins). The trace context is not copied: the dead letter's
+/// own send span sets it, continuing the same trace.
 pub fn headers(
     reason: &str,
     topic: &str,
@@ -28,7 +82,11 @@ pub fn headers(
     out.extend(
         original
             .iter()
-            .filter(|(k, _)| !ours.iter().any(|(o, _)| o == k))
+            .filter(|(k, _)| {
+                !ours.iter().any(|(o, _)| o == k)
+                    && k != headers::TRACEPARENT
+                    && k != headers::TRACESTATE
+            })
             .cloned(),
     );
     out
@@ -80,8 +138,10 @@ mod tests {
         assert_eq!(text(&h, "dlq_source_topic"), ["user_events"]);
         assert_eq!(text(&h, "dlq_source_partition"), ["3"]);
         assert_eq!(text(&h, "dlq_source_offset"), ["42"]);
-        assert_eq!(text(&h, "traceparent"), ["00-abc-def-01"]);
-        assert_eq!(h.len(), 5);
+        assert!(text(&h, "traceparent").is_empty(), "set by the send span");
+        assert_eq!(h.len(), 4);
+        let labels: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Reason::ALL.len());
     }
 
     #[test]

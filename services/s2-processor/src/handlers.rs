@@ -9,6 +9,7 @@
 //! after them by the caller.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::{Collection, Database};
 use polystream_common::events::*;
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::status::StatusStore;
 use polystream_stores::keys::{self, Window};
 use polystream_stores::mongo;
@@ -92,15 +94,78 @@ pub fn is_pg_owned(cmd: &Command) -> bool {
     )
 }
 
+// ---------------------------------------------------------------- store calls
+
+// Every store call goes through one of these: a client span and
+// `polystream_store_operation_duration_seconds{store,operation,outcome}`.
+// `op` names come from the fixed set listed in docs/observability.md.
+
+async fn pg_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, sqlx::Error>>,
+{
+    store_op(Store::Postgres, op, call).await.map_err(pg_fault)
+}
+
+async fn mongo_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, mongodb::error::Error>>,
+{
+    store_op(Store::Mongodb, op, call)
+        .await
+        .map_err(mongo_fault)
+}
+
+async fn redis_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, redis::RedisError>>,
+{
+    store_op(Store::Redis, op, call).await.map_err(redis_fault)
+}
+
+/// A MongoDB query's documents (the cursor is drained inside the store call).
+async fn mongo_find(
+    op: &'static str,
+    c: Collection<Document>,
+    filter: Document,
+    projection: Option<Document>,
+    limit: Option<i64>,
+) -> Result<Vec<Document>, Fault> {
+    mongo_op(op, async move {
+        let mut find = c.find(filter);
+        if let Some(p) = projection {
+            find = find.projection(p);
+        }
+        if let Some(n) = limit {
+            find = find.limit(n);
+        }
+        find.await?.try_collect::<Vec<Document>>().await
+    })
+    .await
+}
+
+/// The `operation` label of a PostgreSQL command's statement.
+pub fn pg_operation(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::UserRegistered(_) => "insert_user",
+        Command::SubscriptionChanged(_) => "upsert_subscription",
+        Command::PaymentRecorded(_) => "insert_payment",
+        Command::PreferencesUpdated(_) => "upsert_preferences",
+        _ => "none",
+    }
+}
+
 // ---------------------------------------------------------------- ledger
 
 /// The outcome envelope stored for an event already processed.
 pub async fn ledger_get(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault> {
-    sqlx::query_scalar("SELECT outcome FROM processed_events WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_optional(pg)
-        .await
-        .map_err(pg_fault)
+    pg_op(
+        "select_processed_event",
+        sqlx::query_scalar("SELECT outcome FROM processed_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(pg),
+    )
+    .await
 }
 
 /// Records `outcome` unless the event is already recorded; either way returns
@@ -112,15 +177,19 @@ async fn ledger_put(
     correlation_id: Uuid,
     outcome: &Value,
 ) -> Result<Option<Value>, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING outcome",
+    store_op(
+        Store::Postgres,
+        "insert_processed_event",
+        sqlx::query_scalar(
+            "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING outcome",
+        )
+        .bind(event_id)
+        .bind(event_type)
+        .bind(correlation_id)
+        .bind(outcome)
+        .fetch_optional(&mut *con),
     )
-    .bind(event_id)
-    .bind(event_type)
-    .bind(correlation_id)
-    .bind(outcome)
-    .fetch_optional(&mut *con)
     .await
 }
 
@@ -130,7 +199,7 @@ pub async fn ledger_record(
     env: &Envelope<Value>,
     outcome: &Value,
 ) -> Result<Value, Fault> {
-    let mut con = pg.acquire().await.map_err(pg_fault)?;
+    let mut con = pg_op("acquire_connection", pg.acquire()).await?;
     let put = ledger_put(
         &mut con,
         env.id,
@@ -159,19 +228,29 @@ pub async fn apply_pg(
     cmd: &Command,
     outcome_of: impl Fn(&Decision) -> Value,
 ) -> Result<Value, Fault> {
-    let mut tx = pg.begin().await.map_err(pg_fault)?;
-    let decision = match pg_effect(&mut tx, cmd).await {
+    let mut tx = pg_op("begin", pg.begin()).await?;
+    // A broken rule is the store answering correctly: the call counts as
+    // `ok`; only faults are store errors.
+    let effect = store_op(Store::Postgres, pg_operation(cmd), async {
+        match pg_effect(&mut tx, cmd).await {
+            Ok(d) => Ok(Ok(d)),
+            Err(e) => match classify_pg(&e) {
+                PgClass::Fault(_) => Err(e),
+                class => Ok(Err(class)),
+            },
+        }
+    })
+    .await
+    .map_err(pg_fault)?;
+    let decision = match effect {
         Ok(d) => d,
-        Err(e) => match classify_pg(&e) {
-            PgClass::Fault(f) => return Err(f),
-            class => {
-                // The failed statement aborted the transaction: the failure is
-                // recorded in a fresh one.
-                tx.rollback().await.map_err(pg_fault)?;
-                tx = pg.begin().await.map_err(pg_fault)?;
-                rule_failure(cmd, &class)
-            }
-        },
+        Err(class) => {
+            // The failed statement aborted the transaction: the failure is
+            // recorded in a fresh one.
+            pg_op("rollback", tx.rollback()).await?;
+            tx = pg_op("begin", pg.begin()).await?;
+            rule_failure(cmd, &class)
+        }
     };
     finish_pg(pg, tx, env, &outcome_of(&decision)).await
 }
@@ -184,13 +263,13 @@ async fn finish_pg(
 ) -> Result<Value, Fault> {
     match ledger_put(&mut tx, env.id, &env.event_type, env.correlationid, outcome).await {
         Ok(Some(v)) => {
-            tx.commit().await.map_err(pg_fault)?;
+            pg_op("commit", tx.commit()).await?;
             Ok(v)
         }
         // Processed concurrently by another consumer (a rebalance race): keep
         // its effects and outcome, drop ours.
         Ok(None) => {
-            tx.rollback().await.map_err(pg_fault)?;
+            pg_op("rollback", tx.rollback()).await?;
             ledger_get(pg, env.id)
                 .await?
                 .ok_or_else(|| Fault::transient("postgresql", "processed event vanished"))
@@ -341,18 +420,21 @@ fn coll(db: &Database, name: &str) -> Collection<Document> {
 }
 
 async fn user_exists(pg: &PgPool, user_id: i64) -> Result<bool, Fault> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
-        .bind(user_id)
-        .fetch_one(pg)
-        .await
-        .map_err(pg_fault)
+    pg_op(
+        "select_user_exists",
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
+            .bind(user_id)
+            .fetch_one(pg),
+    )
+    .await
 }
 
 async fn find_title(db: &Database, title_id: i64) -> Result<Option<Document>, Fault> {
-    coll(db, mongo::TITLES)
-        .find_one(doc! {"_id": title_id})
-        .await
-        .map_err(mongo_fault)
+    mongo_op(
+        "find_title",
+        coll(db, mongo::TITLES).find_one(doc! {"_id": title_id}),
+    )
+    .await
 }
 
 fn unknown_user(id: i64) -> Decision {
@@ -365,11 +447,13 @@ fn unknown_title(id: i64) -> Decision {
 
 async fn del_cache(stores: &Stores, title_id: i64) -> Result<(), Fault> {
     let mut con = stores.redis.clone();
-    redis::cmd("DEL")
-        .arg(keys::title_cache(title_id))
-        .query_async::<i64>(&mut con)
-        .await
-        .map_err(redis_fault)?;
+    redis_op(
+        "delete_title_cache",
+        redis::cmd("DEL")
+            .arg(keys::title_cache(title_id))
+            .query_async::<i64>(&mut con),
+    )
+    .await?;
     Ok(())
 }
 
@@ -400,26 +484,30 @@ pub async fn apply_other(stores: &Stores, meta: Meta, cmd: &Command) -> Result<D
             if !has_assets {
                 set.insert("assets", Bson::Array(vec![]));
             }
-            coll(db, mongo::TITLES)
-                .update_one(doc! {"_id": p.title_id}, doc! {"$set": set})
-                .upsert(true)
-                .await
-                .map_err(mongo_fault)?;
+            mongo_op(
+                "upsert_title",
+                coll(db, mongo::TITLES)
+                    .update_one(doc! {"_id": p.title_id}, doc! {"$set": set})
+                    .upsert(true),
+            )
+            .await?;
             del_cache(stores, p.title_id).await?;
             Ok(Decision::Completed(json!({"title_id": p.title_id})))
         }
         Command::TitleDeleted(p) => {
-            let deleted = coll(db, mongo::TITLES)
-                .delete_one(doc! {"_id": p.title_id})
-                .await
-                .map_err(mongo_fault)?
-                .deleted_count;
-            coll(db, mongo::TITLE_RELATIONS)
-                .delete_many(
+            let deleted = mongo_op(
+                "delete_title",
+                coll(db, mongo::TITLES).delete_one(doc! {"_id": p.title_id}),
+            )
+            .await?
+            .deleted_count;
+            mongo_op(
+                "delete_title_relations",
+                coll(db, mongo::TITLE_RELATIONS).delete_many(
                     doc! {"$or": [{"title_id": p.title_id}, {"related_title_id": p.title_id}]},
-                )
-                .await
-                .map_err(mongo_fault)?;
+                ),
+            )
+            .await?;
             del_cache(stores, p.title_id).await?;
             // Rankings must not list a title that no longer exists (past day
             // and week buckets expire or are history anyway).
@@ -431,9 +519,7 @@ pub async fn apply_other(stores: &Stores, meta: Meta, cmd: &Command) -> Result<D
                     .ignore();
             }
             let mut con = stores.redis.clone();
-            pipe.query_async::<()>(&mut con)
-                .await
-                .map_err(redis_fault)?;
+            redis_op("remove_title_rankings", pipe.query_async::<()>(&mut con)).await?;
             Ok(Decision::Completed(
                 json!({"title_id": p.title_id, "deleted": deleted > 0}),
             ))
@@ -446,20 +532,22 @@ pub async fn apply_other(stores: &Stores, meta: Meta, cmd: &Command) -> Result<D
             }
             let relation = snake(&p.relation);
             // Upsert by the composite id; `created_at` is the first event's time.
-            coll(db, mongo::TITLE_RELATIONS)
-                .update_one(
-                    doc! {"_id": format!("{}:{}:{relation}", p.title_id, p.related_title_id)},
-                    doc! {
-                        "$set": {
-                            "title_id": p.title_id, "related_title_id": p.related_title_id,
-                            "relation": &relation,
+            mongo_op(
+                "upsert_title_relation",
+                coll(db, mongo::TITLE_RELATIONS)
+                    .update_one(
+                        doc! {"_id": format!("{}:{}:{relation}", p.title_id, p.related_title_id)},
+                        doc! {
+                            "$set": {
+                                "title_id": p.title_id, "related_title_id": p.related_title_id,
+                                "relation": &relation,
+                            },
+                            "$setOnInsert": {"created_at": bson_time(meta.time)},
                         },
-                        "$setOnInsert": {"created_at": bson_time(meta.time)},
-                    },
-                )
-                .upsert(true)
-                .await
-                .map_err(mongo_fault)?;
+                    )
+                    .upsert(true),
+            )
+            .await?;
             del_cache(stores, p.title_id).await?;
             Ok(Decision::Completed(json!({
                 "title_id": p.title_id, "related_title_id": p.related_title_id, "relation": relation,
@@ -476,14 +564,16 @@ pub async fn apply_other(stores: &Stores, meta: Meta, cmd: &Command) -> Result<D
             let body = title_json(title).to_string();
             let mut con = stores.redis.clone();
             let key = keys::title_cache(p.title_id);
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(body)
-                .arg("EX")
-                .arg(CACHE_TTL.as_secs())
-                .query_async::<()>(&mut con)
-                .await
-                .map_err(redis_fault)?;
+            redis_op(
+                "set_title_cache",
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(body)
+                    .arg("EX")
+                    .arg(CACHE_TTL.as_secs())
+                    .query_async::<()>(&mut con),
+            )
+            .await?;
             Ok(Decision::Completed(
                 json!({"title_id": p.title_id, "cache_key": key}),
             ))
@@ -516,10 +606,11 @@ async fn attach_asset(stores: &Stores, meta: Meta, p: &AssetAttached) -> Result<
     let Ok(oid) = ObjectId::parse_str(&p.asset_id) else {
         return Ok(missing());
     };
-    let file = coll(db, &format!("{}.files", mongo::ASSETS_BUCKET))
-        .find_one(doc! {"_id": oid})
-        .await
-        .map_err(mongo_fault)?;
+    let file = mongo_op(
+        "find_asset_file",
+        coll(db, &format!("{}.files", mongo::ASSETS_BUCKET)).find_one(doc! {"_id": oid}),
+    )
+    .await?;
     if file.is_none() {
         return Ok(missing());
     }
@@ -539,13 +630,14 @@ async fn attach_asset(stores: &Stores, meta: Meta, p: &AssetAttached) -> Result<
         Some(i) => assets[i] = Bson::Document(entry),
         None => assets.push(Bson::Document(entry)),
     }
-    coll(db, mongo::TITLES)
-        .update_one(
+    mongo_op(
+        "update_title_assets",
+        coll(db, mongo::TITLES).update_one(
             doc! {"_id": p.title_id},
             doc! {"$set": {"assets": assets, "updated_at": bson_time(meta.time)}},
-        )
-        .await
-        .map_err(mongo_fault)?;
+        ),
+    )
+    .await?;
     del_cache(stores, p.title_id).await?;
     Ok(Decision::Completed(
         json!({"title_id": p.title_id, "asset_id": p.asset_id, "kind": p.kind}),
@@ -580,18 +672,23 @@ async fn record_view(stores: &Stores, p: &ViewRecorded) -> Result<Decision, Faul
         "seconds_watched": i64::from(p.seconds_watched), "position_pct": p.position_pct,
         "completed": p.completed, "watched_at": bson_time(p.watched_at),
     };
-    match coll(&stores.mongo, mongo::VIEWS).insert_one(view).await {
-        Ok(_) => {}
-        // Inserted by an earlier attempt of this same view.
-        Err(e) if mongo_is_duplicate_key(&e) => {}
-        Err(e) => return Err(mongo_fault(e)),
-    }
+    // A duplicate key is an earlier attempt of this same view: the store
+    // answered as it should, so the call counts as `ok`.
+    mongo_op("insert_view", async {
+        match coll(&stores.mongo, mongo::VIEWS).insert_one(view).await {
+            Ok(_) => Ok(()),
+            Err(e) if mongo_is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
     // Guarded by the view id (not only the event id): the same view is never
     // counted twice, even if re-sent as a new event.
     let at = p.watched_at;
     let mut con = stores.redis.clone();
-    redis::Script::new(COUNT_VIEW)
-        .key(keys::applied(p.view_id))
+    let script = redis::Script::new(COUNT_VIEW);
+    let mut invocation = script.key(keys::applied(p.view_id));
+    invocation
         .key(keys::rank_views(Window::Day, at))
         .key(keys::rank_views(Window::Week, at))
         .key(keys::rank_views(Window::AllTime, at))
@@ -599,10 +696,8 @@ async fn record_view(stores: &Stores, p: &ViewRecorded) -> Result<Decision, Faul
         .arg(APPLIED_TTL.as_secs())
         .arg(p.title_id)
         .arg(8 * 24 * 3600)
-        .arg(5 * 7 * 24 * 3600)
-        .invoke_async::<i64>(&mut con)
-        .await
-        .map_err(redis_fault)?;
+        .arg(5 * 7 * 24 * 3600);
+    redis_op("count_view", invocation.invoke_async::<i64>(&mut con)).await?;
     Ok(Decision::Completed(json!({
         "view_id": p.view_id, "user_id": p.user_id, "title_id": p.title_id,
     })))
@@ -653,21 +748,20 @@ async fn rate(stores: &Stores, meta: Meta, p: &TitleRated) -> Result<Decision, F
     }
     let ratings = coll(db, mongo::RATINGS);
     let id = format!("{}:{}", p.user_id, p.title_id);
-    let previous = ratings
-        .find_one(doc! {"_id": &id})
-        .await
-        .map_err(mongo_fault)?;
-    ratings
-        .update_one(
-            doc! {"_id": &id},
-            doc! {"$set": {
-                "user_id": p.user_id, "title_id": p.title_id,
-                "stars": i32::from(p.stars), "rated_at": bson_time(meta.time),
-            }},
-        )
-        .upsert(true)
-        .await
-        .map_err(mongo_fault)?;
+    let previous = mongo_op("find_rating", ratings.find_one(doc! {"_id": &id})).await?;
+    mongo_op(
+        "upsert_rating",
+        ratings
+            .update_one(
+                doc! {"_id": &id},
+                doc! {"$set": {
+                    "user_id": p.user_id, "title_id": p.title_id,
+                    "stars": i32::from(p.stars), "rated_at": bson_time(meta.time),
+                }},
+            )
+            .upsert(true),
+    )
+    .await?;
 
     // Buckets touched: this rating's, and the one it replaced (it moved out).
     let mut touched: BTreeMap<String, (Window, String)> = BTreeMap::new();
@@ -684,14 +778,14 @@ async fn rate(stores: &Stores, meta: Meta, p: &TitleRated) -> Result<Decision, F
     }
     let (rank_keys, buckets): (Vec<String>, Vec<(Window, String)>) = touched.into_iter().unzip();
 
-    let all: Vec<Document> = ratings
-        .find(doc! {"title_id": p.title_id})
-        .projection(doc! {"stars": 1, "rated_at": 1})
-        .await
-        .map_err(mongo_fault)?
-        .try_collect()
-        .await
-        .map_err(mongo_fault)?;
+    let all = mongo_find(
+        "find_title_ratings",
+        ratings,
+        doc! {"title_id": p.title_id},
+        Some(doc! {"stars": 1, "rated_at": 1}),
+        None,
+    )
+    .await?;
     let pairs: Vec<(i64, DateTime<Utc>)> = all
         .iter()
         .filter_map(|d| Some((doc_int(d, "stars")?, doc_time(d, "rated_at")?)))
@@ -714,9 +808,7 @@ async fn rate(stores: &Stores, meta: Meta, p: &TitleRated) -> Result<Decision, F
         }
     }
     let mut con = stores.redis.clone();
-    pipe.query_async::<()>(&mut con)
-        .await
-        .map_err(redis_fault)?;
+    redis_op("update_rating_rankings", pipe.query_async::<()>(&mut con)).await?;
     Ok(Decision::Completed(json!({
         "user_id": p.user_id, "title_id": p.title_id, "stars": p.stars,
         "average": all_time,
@@ -728,38 +820,41 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
     if !user_exists(&stores.pg, user_id).await? {
         return Ok(unknown_user(user_id));
     }
-    let collect = |c: Collection<Document>, filter: Document, limit: i64| async move {
-        c.find(filter)
-            .limit(limit)
-            .await
-            .map_err(mongo_fault)?
-            .try_collect::<Vec<Document>>()
-            .await
-            .map_err(mongo_fault)
+    let collect = |op: &'static str, c: Collection<Document>, filter: Document, limit: i64| {
+        mongo_find(op, c, filter, None, Some(limit))
     };
-    let views: Vec<ViewFact> = collect(coll(db, mongo::VIEWS), doc! {"user_id": user_id}, 2000)
-        .await?
-        .iter()
-        .filter_map(|d| {
-            let completed = d.get_bool("completed").unwrap_or(false);
-            let pct = d.get_f64("position_pct").unwrap_or(0.0);
-            Some(ViewFact {
-                title_id: doc_int(d, "title_id")?,
-                completion: if completed { 1.0 } else { pct / 100.0 },
-            })
+    let views: Vec<ViewFact> = collect(
+        "find_user_views",
+        coll(db, mongo::VIEWS),
+        doc! {"user_id": user_id},
+        2000,
+    )
+    .await?
+    .iter()
+    .filter_map(|d| {
+        let completed = d.get_bool("completed").unwrap_or(false);
+        let pct = d.get_f64("position_pct").unwrap_or(0.0);
+        Some(ViewFact {
+            title_id: doc_int(d, "title_id")?,
+            completion: if completed { 1.0 } else { pct / 100.0 },
         })
-        .collect();
-    let ratings: Vec<RatingFact> =
-        collect(coll(db, mongo::RATINGS), doc! {"user_id": user_id}, 2000)
-            .await?
-            .iter()
-            .filter_map(|d| {
-                Some(RatingFact {
-                    title_id: doc_int(d, "title_id")?,
-                    stars: u8::try_from(doc_int(d, "stars")?).ok()?,
-                })
-            })
-            .collect();
+    })
+    .collect();
+    let ratings: Vec<RatingFact> = collect(
+        "find_user_ratings",
+        coll(db, mongo::RATINGS),
+        doc! {"user_id": user_id},
+        2000,
+    )
+    .await?
+    .iter()
+    .filter_map(|d| {
+        Some(RatingFact {
+            title_id: doc_int(d, "title_id")?,
+            stars: u8::try_from(doc_int(d, "stars")?).ok()?,
+        })
+    })
+    .collect();
     let seeds: BTreeSet<i64> = views
         .iter()
         .map(|v| v.title_id)
@@ -773,6 +868,7 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
         add_titles(
             &mut titles,
             collect(
+                "find_titles",
                 coll(db, mongo::TITLES),
                 doc! {"_id": {"$in": &seed_ids}},
                 5000,
@@ -780,6 +876,7 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
             .await?,
         );
         relations = collect(
+            "find_title_relations",
             coll(db, mongo::TITLE_RELATIONS),
             doc! {"title_id": {"$in": &seed_ids}},
             5000,
@@ -801,6 +898,7 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
         add_titles(
             &mut titles,
             collect(
+                "find_titles",
                 coll(db, mongo::TITLES),
                 doc! {"genres": {"$in": &genres}},
                 1000,
@@ -810,6 +908,7 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
         add_titles(
             &mut titles,
             collect(
+                "find_titles",
                 coll(db, mongo::TITLES),
                 doc! {"_id": {"$in": &related}},
                 1000,
@@ -825,14 +924,16 @@ async fn recommend_for(stores: &Stores, meta: Meta, user_id: i64) -> Result<Deci
             doc! {"title_id": r.title_id, "title": &r.title, "score": r.score, "reasons": &r.reasons}
         })
         .collect();
-    coll(db, mongo::RECOMMENDATIONS)
-        .replace_one(
-            doc! {"_id": user_id},
-            doc! {"_id": user_id, "generated_at": bson_time(meta.time), "items": docs},
-        )
-        .upsert(true)
-        .await
-        .map_err(mongo_fault)?;
+    mongo_op(
+        "replace_recommendations",
+        coll(db, mongo::RECOMMENDATIONS)
+            .replace_one(
+                doc! {"_id": user_id},
+                doc! {"_id": user_id, "generated_at": bson_time(meta.time), "items": docs},
+            )
+            .upsert(true),
+    )
+    .await?;
     Ok(Decision::Completed(json!({
         "user_id": user_id,
         "count": items.len(),

@@ -7,13 +7,15 @@
 //! - [`pipeline`]: one event from decoding to outcome, retrying store faults;
 //! - [`handlers`]: one handler per command, and the processed-event ledger;
 //! - [`recommend`]: recommendation scoring (pure);
-//! - [`dlq`]: dead-letter headers (pure);
+//! - [`dlq`]: dead-letter headers and reasons (pure);
+//! - [`metrics`]: the Prometheus registry and S2's own metrics;
 //! - [`errors`]: which store errors are business rules, which are transient.
 
 pub mod consumer;
 pub mod dlq;
 pub mod errors;
 pub mod handlers;
+pub mod metrics;
 pub mod pipeline;
 pub mod recommend;
 
@@ -24,7 +26,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::routing::get;
 use mongodb::bson::doc;
 use polystream_common::config::{
     ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics,
@@ -44,8 +45,10 @@ use crate::pipeline::Pipeline;
 pub struct Config {
     pub stores: StoreEndpoints,
     pub topics: Topics,
-    /// `HTTP_ADDR`: health, readiness and metrics.
+    /// `HTTP_ADDR`: health, readiness and (without `METRICS_ADDR`) metrics.
     pub http_addr: SocketAddr,
+    /// `METRICS_ADDR`: when set, `/metrics` is served there instead.
+    pub metrics_addr: Option<SocketAddr>,
     /// `KAFKA_GROUP_ID`.
     pub group_id: String,
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
@@ -61,6 +64,7 @@ impl Config {
         let stores = StoreEndpoints::read(r);
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)));
+        let metrics_addr = polystream_common::metrics::read_addr(r);
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
         let layout = TopicLayout::read(r);
         let source = r.string("SOURCE", "/polystream/s2-processor");
@@ -68,6 +72,7 @@ impl Config {
             stores,
             topics,
             http_addr,
+            metrics_addr,
             group_id,
             layout,
             source,
@@ -85,9 +90,12 @@ impl Config {
 pub struct Running {
     /// Where `/health`, `/ready` and `/metrics` answer (useful with port 0).
     pub http_addr: SocketAddr,
+    /// Where `/metrics` answers when `METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     consumer: JoinHandle<()>,
     http: JoinHandle<()>,
+    metrics: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -96,6 +104,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         self.consumer.await.context("consumer task panicked")?;
         self.http.await.context("HTTP task panicked")?;
+        if let Some(m) = self.metrics {
+            m.await.context("metrics task panicked")?;
+        }
         Ok(())
     }
 }
@@ -158,6 +169,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         redis: redis_con.clone(),
         status: StatusStore::new(redis_client, redis_con),
     };
+    let (metrics, registry) = metrics::Metrics::new(&config.topics, &config.group_id);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pipeline = Arc::new(Pipeline {
         stores: stores.clone(),
@@ -165,22 +177,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         topics: config.topics.clone(),
         source: config.source.clone(),
         shutdown: shutdown_rx.clone(),
+        metrics,
+        group: config.group_id.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let app = router(stores, producer);
-    let mut http_stop = shutdown_rx.clone();
-    let http = tokio::spawn(async move {
-        let graceful = async move {
-            while !*http_stop.borrow_and_update() {
-                if http_stop.changed().await.is_err() {
-                    break;
+    let mut app = router(stores, producer);
+    let (metrics_addr, metrics_task) = match config.metrics_addr {
+        // Its own listener: /metrics is then not on HTTP_ADDR.
+        Some(addr) => {
+            let listener = polystream_common::metrics::bind(addr).await?;
+            let addr = listener.local_addr()?;
+            let stop = stopped(shutdown_rx.clone());
+            let task = tokio::spawn(async move {
+                if let Err(e) = polystream_common::metrics::serve(listener, registry, stop).await {
+                    tracing::error!(error = %e, "metrics server failed");
                 }
-            }
-        };
+            });
+            (Some(addr), Some(task))
+        }
+        None => {
+            app = app.merge(polystream_common::metrics::router(registry));
+            (None, None)
+        }
+    };
+    let graceful = stopped(shutdown_rx.clone());
+    let http = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
             .await
@@ -192,10 +217,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%http_addr, topic = %t.user_events, group = %config.group_id, "processor started");
     Ok(Running {
         http_addr,
+        metrics_addr,
         shutdown: shutdown_tx,
         consumer,
         http,
+        metrics: metrics_task,
     })
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Runs until `shutdown` resolves, then stops gracefully.
@@ -240,8 +276,6 @@ fn router(stores: Stores, producer: rdkafka::producer::FutureProducer) -> Router
     let redis_check = Check::redis(stores.redis.clone());
     let kafka_check = Check::kafka(producer);
     health::router(vec![pg_check, mongo_check, redis_check, kafka_check])
-        // Filled in by the observability issue.
-        .route("/metrics", get(|| async { "" }))
 }
 
 /// A URL without its password, for error messages.
@@ -272,13 +306,23 @@ mod tests {
         assert_eq!(c.layout.replication, 1);
         assert_eq!(c.source, "/polystream/s2-processor");
         assert_eq!(c.topics.user_events, "user_events");
+        assert_eq!(c.metrics_addr, None);
+        let mut r = Reader::new([("METRICS_ADDR", "0.0.0.0:9090")]);
+        let c = Config::read(&mut r);
+        r.finish().unwrap();
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
     }
 
     #[test]
     fn bad_values_are_named() {
-        let mut r = Reader::new([("KAFKA_PARTITIONS", "0"), ("HTTP_ADDR", "nowhere")]);
+        let mut r = Reader::new([
+            ("KAFKA_PARTITIONS", "0"),
+            ("HTTP_ADDR", "nowhere"),
+            ("METRICS_ADDR", "9090"),
+        ]);
         Config::read(&mut r);
         let text = r.finish().unwrap_err().to_string();
+        assert!(text.contains("METRICS_ADDR=\"9090\" is invalid"), "{text}");
         assert!(text.contains("KAFKA_PARTITIONS=\"0\" is invalid"), "{text}");
         assert!(text.contains("HTTP_ADDR=\"nowhere\" is invalid"), "{text}");
     }

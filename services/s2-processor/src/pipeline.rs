@@ -4,27 +4,34 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use opentelemetry::trace::TraceContextExt;
 use polystream_common::config::Topics;
 use polystream_common::events::{
     Command, DecodeError, Envelope, Outcome, decode_envelope, headers as hdr,
 };
-use polystream_common::kafka;
+use polystream_common::instrument::{Store, store_op};
+use polystream_common::kafka::{self, PublishError};
+use polystream_common::metrics::{ProducerLabels, SentLabels, observe, shared};
 use polystream_common::status::{CommandStatus, State};
+use polystream_common::telemetry::{sampled_trace_id, set_correlation_id};
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::dlq;
+use crate::dlq::{self, Poison, Reason};
 use crate::errors::{Backoff, Fault, kafka_fault, redis_fault};
 use crate::handlers::{
     Decision, Meta, Stores, apply_other, apply_pg, codes, is_pg_owned, ledger_get, ledger_record,
 };
+use crate::metrics::{Metrics, bounded_event_type};
 
 /// A consumed record, owned so it can move to a partition's worker.
 #[derive(Debug, Clone)]
@@ -35,10 +42,15 @@ pub struct Incoming {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The consumer span, continuing the sender's trace. Created on receipt
+    /// (it needs the broker's message), so it includes the wait in the
+    /// partition's queue: the time the event really took.
+    pub span: tracing::Span,
+    pub received: Instant,
 }
 
 impl Incoming {
-    pub fn from_message<M: Message>(m: &M) -> Self {
+    pub fn from_message<M: Message>(m: &M, group: &str) -> Self {
         let headers = m
             .headers()
             .map(|h| {
@@ -54,31 +66,56 @@ impl Incoming {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
             headers,
+            span: kafka::process_span(m, group),
+            received: Instant::now(),
         }
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The sender's trace headers, to forward as they are when this process
+    /// has no tracing pipeline to continue them (no OpenTelemetry layer, as
+    /// in a host that installed its own subscriber): the trace is not cut.
+    fn trace_fallback(&self) -> Vec<(String, Vec<u8>)> {
+        if self.span.context().span().span_context().is_valid() {
+            return Vec::new();
+        }
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|(k, _)| k == hdr::TRACEPARENT || k == hdr::TRACESTATE)
+            .cloned()
+            .collect()
     }
 }
 
-/// Why an event can never be processed, as the `dlq_reason` header says it.
-pub fn parse(payload: Option<&[u8]>) -> Result<(Envelope<Value>, Command), String> {
-    let bytes = payload.ok_or("empty message (no payload)")?;
-    let env = decode_envelope(bytes).map_err(|e| e.to_string())?;
+/// Why an event can never be processed: the bounded reason, and the text
+/// the `dlq_reason` header carries.
+pub fn parse(payload: Option<&[u8]>) -> Result<(Envelope<Value>, Command), Poison> {
+    let bytes = payload
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Poison::new(Reason::EmptyPayload, "empty message (no payload)"))?;
+    let env = decode_envelope(bytes).map_err(|e| {
+        let reason = match e {
+            DecodeError::SpecVersion(_) | DecodeError::ContentType(_) => {
+                Reason::UnsupportedEnvelope
+            }
+            _ => Reason::NotAnEnvelope,
+        };
+        Poison::new(reason, e.to_string())
+    })?;
     let cmd = Command::from_data(&env.event_type, env.data.clone()).map_err(|e| match e {
-        DecodeError::UnknownType(t) => format!("unknown event type {t:?}"),
-        other => other.to_string(),
+        DecodeError::UnknownType(t) => {
+            Poison::new(Reason::UnknownType, format!("unknown event type {t:?}"))
+        }
+        other => Poison::new(Reason::InvalidData, other.to_string()),
     })?;
     cmd.validate().map_err(|violations| {
         let list: Vec<String> = violations
             .iter()
             .map(|v| format!("data.{}: {}", v.field, v.message))
             .collect();
-        format!("invalid data for {}: {}", env.event_type, list.join("; "))
+        Poison::new(
+            Reason::InvalidData,
+            format!("invalid data for {}: {}", env.event_type, list.join("; ")),
+        )
     })?;
     Ok((env, cmd))
 }
@@ -90,36 +127,76 @@ pub struct Pipeline {
     /// CloudEvents `source` of the outcomes.
     pub source: String,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Metrics,
+    /// The consumer group, a label of the consumer metrics.
+    pub group: String,
 }
 
 impl Pipeline {
     /// Handles one event until it is done (true), retrying faults forever;
     /// false when told to stop first — then its offset must not be stored.
+    /// Everything runs in the record's consumer span, so store calls and
+    /// sends are its children and every log line carries its trace and
+    /// correlation ids; the span's duration and outcome go to
+    /// `messaging_process_duration_seconds`.
     pub async fn handle(&self, m: &Incoming, stop: &AtomicBool) -> bool {
+        let span = m.span.clone();
+        let Some((event_type, outcome)) =
+            self.handle_in_span(m, stop).instrument(span.clone()).await
+        else {
+            return false;
+        };
+        polystream_common::metrics::record_process(
+            &m.topic,
+            event_type,
+            outcome,
+            m.received.elapsed(),
+            &span,
+        );
+        true
+    }
+
+    /// The event's type and outcome labels once it is done; `None` when told
+    /// to stop first.
+    async fn handle_in_span(
+        &self,
+        m: &Incoming,
+        stop: &AtomicBool,
+    ) -> Option<(&'static str, &'static str)> {
         match parse(m.payload.as_deref()) {
-            Err(reason) => {
-                tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, %reason, "dead-lettering an event that cannot be processed");
-                self.retry(stop, || self.dead_letter(m, &reason)).await
+            Err(poison) => {
+                tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason = %poison.message, "dead-lettering an event that cannot be processed");
+                self.retry(stop, || self.dead_letter(m, &poison.message))
+                    .await?;
+                self.metrics.dead_lettered(poison.reason);
+                m.span.record("error.type", poison.reason.label());
+                let payload = m.payload.as_deref().unwrap_or_default();
+                let event_type = bounded_event_type(dlq::event_type(payload).as_deref());
+                Some((event_type, "dead_lettered"))
             }
             Ok((env, cmd)) => {
-                let span = tracing::info_span!("command", event_id = %env.id, event_type = %env.event_type, correlation_id = %env.correlationid);
-                self.retry(stop, || self.process(m, &env, &cmd))
-                    .instrument(span)
-                    .await
+                // The envelope's id is the authority (the header may be missing).
+                set_correlation_id(&m.span, &env.correlationid);
+                m.span.record(
+                    "messaging.message.conversation_id",
+                    env.correlationid.to_string(),
+                );
+                let outcome = self.retry(stop, || self.process(m, &env, &cmd)).await?;
+                Some((cmd.event_type(), outcome))
             }
         }
     }
 
-    async fn retry<F, Fut>(&self, stop: &AtomicBool, mut attempt: F) -> bool
+    async fn retry<T, F, Fut>(&self, stop: &AtomicBool, mut attempt: F) -> Option<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), Fault>>,
+        Fut: Future<Output = Result<T, Fault>>,
     {
         let mut backoff = Backoff::default();
         let mut shutdown = self.shutdown.clone();
         loop {
             let fault = match attempt().await {
-                Ok(()) => return true,
+                Ok(v) => return Some(v),
                 Err(f) => f,
             };
             let delay = backoff.next_delay();
@@ -129,7 +206,7 @@ impl Pipeline {
                 tracing::error!(%fault, retry_in_ms = delay.as_millis() as u64, "unexpected store error; retrying, an operator may need to look");
             }
             if stop.load(Ordering::SeqCst) || *shutdown.borrow() {
-                return false;
+                return None;
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -138,7 +215,7 @@ impl Pipeline {
                 },
             }
             if stop.load(Ordering::SeqCst) || *shutdown.borrow() {
-                return false;
+                return None;
             }
         }
     }
@@ -171,12 +248,13 @@ impl Pipeline {
         serde_json::to_value(out).unwrap_or_default()
     }
 
+    /// Processes one command; its outcome label (`completed` or `failed`).
     async fn process(
         &self,
         m: &Incoming,
         env: &Envelope<Value>,
         cmd: &Command,
-    ) -> Result<(), Fault> {
+    ) -> Result<&'static str, Fault> {
         let pg = &self.stores.pg;
         let stored = match ledger_get(pg, env.id).await? {
             // Redelivered or replayed: change nothing, repeat the outcome.
@@ -205,55 +283,54 @@ impl Pipeline {
             .as_deref()
             .and_then(|k| std::str::from_utf8(k).ok())
             .map_or_else(|| cmd.subject(), str::to_owned);
-        let trace: Vec<(&str, &str)> = [hdr::TRACEPARENT, hdr::TRACESTATE]
-            .into_iter()
-            .filter_map(|h| Some((h, m.header(h)?)))
-            .collect();
         // Status first: whoever sees the outcome on Kafka can read it at once.
         let status = status_of(&outcome).ok_or_else(|| Fault {
             store: "postgresql",
             message: format!("stored outcome of {} is not an outcome", env.id),
             transient: false,
         })?;
-        self.stores
-            .status
-            .record(&status)
-            .await
-            .map_err(redis_fault)?;
+        store_op(
+            Store::Redis,
+            "record_status",
+            self.stores.status.record(&status),
+        )
+        .await
+        .map_err(redis_fault)?;
+        // The send is a producer span under this event's span: its
+        // `traceparent` carries the trace on to S3.
+        let fallback = m.trace_fallback();
+        let forward: Vec<(&str, &str)> = fallback
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), std::str::from_utf8(v).ok()?)))
+            .collect();
         kafka::publish(
             &self.producer,
             &self.topics.response_events,
             &key,
             &outcome,
-            &trace,
+            &forward,
         )
         .await
         .map_err(kafka_fault)?;
         tracing::info!(event_id = %env.id, event_type = %env.event_type, outcome = %outcome.event_type, "processed");
-        Ok(())
+        Ok(match status.state {
+            State::Completed => "completed",
+            _ => "failed",
+        })
     }
 
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> Result<(), Fault> {
-        let headers = dlq::headers(reason, &m.topic, m.partition, m.offset, &m.headers);
-        let mut owned = OwnedHeaders::new();
-        for (k, v) in &headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
         let payload = m.payload.clone().unwrap_or_default();
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topics.dead_letter)
-            .payload(payload.as_slice())
-            .headers(owned);
-        if let Some(k) = &m.key {
-            record = record.key(k.as_slice());
+        let correlation = dlq::correlation_id(&payload, &m.headers);
+        if let Some(id) = correlation {
+            set_correlation_id(&m.span, &id);
+            m.span
+                .record("messaging.message.conversation_id", id.to_string());
         }
-        self.producer
-            .send(record, Duration::from_secs(10))
+        self.send_dead_letter(m, reason, &payload)
             .await
-            .map_err(|(e, _)| kafka_fault(e))?;
-        if let Some(id) = dlq::correlation_id(&payload, &m.headers) {
+            .map_err(kafka_fault)?;
+        if let Some(id) = correlation {
             let status = CommandStatus {
                 correlation_id: id,
                 state: State::Failed,
@@ -263,13 +340,99 @@ impl Pipeline {
                 reason: Some(reason.to_owned()),
                 updated_at: Utc::now(),
             };
-            self.stores
-                .status
-                .record(&status)
-                .await
-                .map_err(redis_fault)?;
+            store_op(
+                Store::Redis,
+                "record_status",
+                self.stores.status.record(&status),
+            )
+            .await
+            .map_err(redis_fault)?;
         }
         Ok(())
+    }
+
+    /// Copies the record byte for byte to the dead-letter topic, in a
+    /// PRODUCER span whose trace context replaces the original one, with
+    /// the same send metrics as `kafka::publish` records.
+    async fn send_dead_letter(
+        &self,
+        m: &Incoming,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(i32, i64), PublishError> {
+        let topic = self.topics.dead_letter.as_str();
+        let span = tracing::info_span!(
+            "kafka_send",
+            otel.name = %format_args!("send {topic}"),
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.name = "send",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            error.type = Empty,
+        );
+        let mut headers = dlq::headers(reason, &m.topic, m.partition, m.offset, &m.headers);
+        headers.extend(
+            kafka::trace_headers(&span.context())
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes())),
+        );
+        headers.extend(m.trace_fallback());
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in &headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).payload(payload).headers(owned);
+        if let Some(k) = &m.key {
+            record = record.key(k.as_slice());
+        }
+        let start = Instant::now();
+        let result = self
+            .producer
+            .send(record, Duration::from_secs(10))
+            .instrument(span.clone())
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(e, _)| PublishError::Kafka(e));
+        let error_type = match &result {
+            Ok((partition, offset)) => {
+                span.record("messaging.destination.partition.id", partition.to_string());
+                span.record("messaging.kafka.offset", offset);
+                String::new()
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", e.error_type().as_str());
+                e.error_type()
+            }
+        };
+        observe(
+            &shared().producer_duration,
+            &ProducerLabels {
+                messaging_system: "kafka".into(),
+                messaging_operation_name: "send".into(),
+                messaging_destination_name: topic.into(),
+                error_type: error_type.clone(),
+            },
+            start.elapsed(),
+            sampled_trace_id(&span.context()),
+        );
+        shared()
+            .sent_messages
+            .get_or_create(&SentLabels {
+                messaging_system: "kafka".into(),
+                messaging_destination_name: topic.into(),
+                error_type,
+            })
+            .inc();
+        result
     }
 }
 
@@ -305,12 +468,13 @@ mod tests {
 
     #[test]
     fn parse_names_what_is_wrong() {
-        assert!(parse(None).unwrap_err().contains("empty"));
-        assert!(
-            parse(Some(b"{nope"))
-                .unwrap_err()
-                .contains("not a JSON CloudEvents envelope")
-        );
+        let e = parse(None).unwrap_err();
+        assert_eq!(e.reason, Reason::EmptyPayload);
+        assert!(e.message.contains("empty"));
+        assert_eq!(parse(Some(b"")).unwrap_err().reason, Reason::EmptyPayload);
+        let e = parse(Some(b"{nope")).unwrap_err();
+        assert_eq!(e.reason, Reason::NotAnEnvelope);
+        assert!(e.message.contains("not a JSON CloudEvents envelope"));
         let env = |ty: &str, data: &str| {
             format!(
                 r#"{{"specversion":"1.0","id":"{}","source":"/t","type":"{ty}","time":"2026-11-22T10:00:00Z","datacontenttype":"application/json","correlationid":"{}","data":{data}}}"#,
@@ -319,7 +483,8 @@ mod tests {
             )
         };
         let e = parse(Some(env("polystream.nope.v1", "{}").as_bytes())).unwrap_err();
-        assert_eq!(e, "unknown event type \"polystream.nope.v1\"");
+        assert_eq!(e.reason, Reason::UnknownType);
+        assert_eq!(e.message, "unknown event type \"polystream.nope.v1\"");
         let e = parse(Some(
             env(
                 "polystream.title.rated.v1",
@@ -328,9 +493,15 @@ mod tests {
             .as_bytes(),
         ))
         .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidData);
         assert_eq!(
-            e,
+            e.message,
             "invalid data for polystream.title.rated.v1: data.stars: must be between 1 and 5"
+        );
+        let old = env("polystream.title.rated.v1", "{}").replace("\"1.0\"", "\"0.3\"");
+        assert_eq!(
+            parse(Some(old.as_bytes())).unwrap_err().reason,
+            Reason::UnsupportedEnvelope
         );
         let (env, cmd) = parse(Some(
             env(
@@ -344,6 +515,32 @@ mod tests {
         assert_eq!(cmd.subject(), "user/1");
         let wrong_version = r#"{"specversion":"0.3"}"#;
         assert!(parse(Some(wrong_version.as_bytes())).is_err());
+    }
+
+    #[test]
+    fn without_a_tracing_pipeline_the_senders_trace_headers_are_forwarded() {
+        // No OpenTelemetry layer in unit tests: the span has no context.
+        let m = Incoming {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            key: None,
+            payload: None,
+            headers: vec![
+                ("traceparent".into(), b"00-abc-def-01".to_vec()),
+                ("ce_type".into(), b"x".to_vec()),
+                ("tracestate".into(), b"k=v".to_vec()),
+            ],
+            span: tracing::Span::none(),
+            received: Instant::now(),
+        };
+        assert_eq!(
+            m.trace_fallback(),
+            [
+                ("traceparent".to_owned(), b"00-abc-def-01".to_vec()),
+                ("tracestate".to_owned(), b"k=v".to_vec())
+            ]
+        );
     }
 
     #[test]

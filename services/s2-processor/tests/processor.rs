@@ -16,7 +16,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use serde_json::{Value, json};
-use support::{Env, cpf, unique_id, unique_name};
+use support::{Env, cpf, exemplar_lines, sample, unique_id, unique_name};
 use uuid::Uuid;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
@@ -613,7 +613,10 @@ async fn poison_events_are_dead_lettered_and_the_partition_moves_on() {
         );
         assert!(h("dlq_source_partition").unwrap().parse::<i32>().is_ok());
         assert!(h("dlq_source_offset").unwrap().parse::<i64>().is_ok());
-        assert_eq!(h("traceparent").as_deref(), Some(support::TRACEPARENT));
+        // The dead letter continues the command's trace from S2's send span.
+        let trace = h("traceparent").unwrap();
+        assert_eq!(trace.split('-').nth(1), Some(support::TRACE_ID), "{trace}");
+        assert_ne!(trace, support::TRACEPARENT);
         assert_eq!(m.key(), Some(key.as_bytes()));
         got.push((m.payload().unwrap().to_vec(), h("dlq_reason").unwrap()));
     }
@@ -625,6 +628,36 @@ async fn poison_events_are_dead_lettered_and_the_partition_moves_on() {
             .expect("the original bytes are dead-lettered unchanged");
         assert!(r.contains(reason), "{r:?} should contain {reason:?}");
     }
+    let metrics = support::get_metrics(&format!("http://{}/metrics", p.http_addr))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "not_an_envelope",
+        "unsupported_envelope",
+        "unknown_type",
+        "invalid_data",
+    ] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "polystream_dead_lettered_events_total",
+                &[("reason", reason)]
+            ),
+            Some(1.0),
+            "{reason}: {metrics}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &metrics,
+            "polystream_dead_lettered_events_total",
+            &[("reason", "empty_payload")]
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
     p.stop().await.unwrap();
     t.cleanup().await;
 }
@@ -751,6 +784,181 @@ async fn a_store_outage_makes_the_partition_wait_and_nothing_is_skipped() {
             .await,
         1
     );
+    p.stop().await.unwrap();
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_cover_consumption_processing_stores_sends_and_lag_on_metrics_addr() {
+    let mut t = Env::new().await;
+    let mut config = t.config.clone();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let p = t.start_with(config).await;
+    let metrics_addr = p.metrics_addr.expect("METRICS_ADDR is served");
+    let uid = unique_id();
+    t.expect_completed(&register(uid, &format!("u{uid}@example.com"), None))
+        .await;
+    t.expect_failed(&rate(uid, unique_id(), 4), "unknown_title")
+        .await;
+    t.send_raw(
+        &format!("user/{uid}"),
+        b"not json",
+        &[("traceparent", support::TRACEPARENT)],
+    )
+    .await;
+    // The next event on the partition is done after the dead letter.
+    t.expect_completed(&prefs(uid)).await;
+
+    // /metrics moved to METRICS_ADDR: the API listener no longer has it.
+    let on_api = reqwest::get(format!("http://{}/metrics", p.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(on_api.status(), 404);
+    let topics = t.config.topics.clone();
+    let group = t.config.group_id.clone();
+    let user = topics.user_events.as_str();
+    // The lag gauge appears with librdkafka's first statistics (every 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let r = support::get_metrics(&format!("http://{metrics_addr}/metrics")).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let text = r.text().await.unwrap();
+        let lag = sample(
+            &text,
+            "polystream_kafka_consumer_lag",
+            &[
+                ("messaging_destination_name", user),
+                ("messaging_consumer_group_name", group.as_str()),
+            ],
+        );
+        if lag.is_some() {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no consumer lag for {user} within 30s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Partitions that never had a record have no known lag (librdkafka
+    // reports -1, which is not exported); the one the events went to has.
+    let lags: Vec<f64> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("polystream_kafka_consumer_lag{")
+                && l.contains(&format!("messaging_destination_name=\"{user}\""))
+                && l.contains("messaging_destination_partition_id=\"")
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(
+        !lags.is_empty() && lags.len() <= 3 && lags.iter().all(|l| *l >= 0.0),
+        "{lags:?}: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "messaging_client_consumed_messages_total",
+            &[
+                ("messaging_system", "kafka"),
+                ("messaging_destination_name", user),
+                ("messaging_consumer_group_name", group.as_str()),
+            ]
+        ),
+        Some(4.0),
+        "{metrics}"
+    );
+    let process = |event_type: &str, outcome: &str| {
+        sample(
+            &metrics,
+            "messaging_process_duration_seconds_count",
+            &[
+                ("messaging_destination_name", user),
+                ("event_type", event_type),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(
+        process("polystream.user.registered.v1", "completed"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        process("polystream.title.rated.v1", "failed"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(process("unknown", "dead_lettered"), Some(1.0), "{metrics}");
+    assert_eq!(
+        process("polystream.preferences.updated.v1", "completed"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        exemplar_lines(&metrics, "messaging_process_duration_seconds_bucket")
+            .filter(|l| l.contains(&format!("messaging_destination_name=\"{user}\"")))
+            .any(|l| l.contains(&format!("trace_id=\"{}\"", support::TRACE_ID))),
+        "a process-duration exemplar links to the command's trace: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "polystream_dead_lettered_events_total",
+            &[("reason", "not_an_envelope")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // Sends: three outcomes and one dead letter, all acknowledged.
+    let sent = |topic: &str| {
+        sample(
+            &metrics,
+            "messaging_client_sent_messages_total",
+            &[("messaging_destination_name", topic), ("error_type", "")],
+        )
+    };
+    assert_eq!(sent(&topics.response_events), Some(3.0), "{metrics}");
+    assert_eq!(sent(&topics.dead_letter), Some(1.0), "{metrics}");
+    assert!(
+        sample(
+            &metrics,
+            "messaging_client_operation_duration_seconds_count",
+            &[
+                ("messaging_operation_name", "send"),
+                ("messaging_destination_name", topics.dead_letter.as_str()),
+            ]
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    // Store calls, by store and operation (process-wide: other tests add to them).
+    for (store, operation) in [
+        ("postgres", "select_processed_event"),
+        ("postgres", "insert_user"),
+        ("postgres", "insert_processed_event"),
+        ("postgres", "commit"),
+        ("postgres", "select_user_exists"),
+        ("mongodb", "find_title"),
+        ("redis", "record_status"),
+    ] {
+        let n = sample(
+            &metrics,
+            "polystream_store_operation_duration_seconds_count",
+            &[
+                ("store", store),
+                ("operation", operation),
+                ("outcome", "ok"),
+            ],
+        );
+        assert!(n.unwrap_or(0.0) >= 1.0, "{store} {operation}: {metrics}");
+    }
     p.stop().await.unwrap();
     t.cleanup().await;
 }

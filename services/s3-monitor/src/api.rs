@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use polystream_common::health::{Check, evaluate};
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::{InvalidParam, Problem};
 use serde_json::{Value, json};
 
@@ -24,9 +25,13 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/audit", get(search))
         .route("/v1/audit/{correlation_id}", get(trail))
         .route("/v1/flows/unanswered", get(unanswered))
+        // A server span (continuing a caller's trace) and the request
+        // duration per route template; probes (added after) stay out of both.
+        .layer(axum::middleware::from_fn(
+            polystream_common::instrument::http_server,
+        ))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .route("/metrics", get(|| async { "" }))
         .with_state(state)
 }
 
@@ -158,6 +163,16 @@ fn hits(reply: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// A search as an OpenSearch store call (a span under the request's, and
+/// `polystream_store_operation_duration_seconds`); in spool-only mode there
+/// is no call to measure.
+async fn search_index(state: &State, body: Value) -> Result<Value, SearchError> {
+    if !state.indexer.is_configured() {
+        return Err(SearchError::NotConfigured);
+    }
+    store_op(Store::Opensearch, "search", state.indexer.search(body)).await
+}
+
 fn search_problem(e: SearchError) -> Problem {
     match e {
         SearchError::Unavailable(reason) => {
@@ -168,7 +183,22 @@ fn search_problem(e: SearchError) -> Problem {
             tracing::error!(%reason, "audit search refused");
             Problem::internal()
         }
+        SearchError::NotConfigured => not_configured(),
     }
+}
+
+/// 503 in spool-only mode: nothing is wrong that a retry would fix, so the
+/// problem type says why (an operator has to set OPENSEARCH_URL).
+pub fn not_configured() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "opensearch-not-configured",
+        "OpenSearch is not configured",
+    )
+    .detail(
+        "OPENSEARCH_URL is empty, so this monitor runs spool-only: events are kept in its spool \
+         and the audit index cannot be queried until OPENSEARCH_URL is set",
+    )
 }
 
 async fn trail(
@@ -182,7 +212,7 @@ async fn trail(
         }])
         .into_response();
     }
-    match state.indexer.search(trail_body(&correlation_id)).await {
+    match search_index(&state, trail_body(&correlation_id)).await {
         Ok(reply) => {
             let events = hits(&reply);
             if events.is_empty() {
@@ -205,7 +235,7 @@ async fn search(
         Ok(q) => q,
         Err(bad) => return Problem::invalid(bad).into_response(),
     };
-    match state.indexer.search(search_body(&q)).await {
+    match search_index(&state, search_body(&q)).await {
         Ok(reply) => Json(json!({
             "total": reply["hits"]["total"]["value"],
             "events": hits(&reply),
@@ -269,6 +299,7 @@ async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
     };
     let mut body = serde_json::to_value(&r).unwrap_or_default();
     body["opensearch"] = json!({
+        "configured": state.indexer.is_configured(),
         "available": state.indexer.is_available(),
         "spooled_segments": segments,
     });

@@ -11,9 +11,13 @@ use polystream_common::config::{
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kafka_bootstrap_servers: String,
-    pub opensearch_url: String,
+    /// `OPENSEARCH_URL`; `None` when it is set to the empty string: no
+    /// OpenSearch is configured and S3 runs spool-only.
+    pub opensearch_url: Option<String>,
     pub topics: Topics,
     pub http_addr: SocketAddr,
+    /// `METRICS_ADDR`: when set, `/metrics` is served there, not on `http_addr`.
+    pub metrics_addr: Option<SocketAddr>,
     pub group_id: String,
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
     pub layout: TopicLayout,
@@ -27,9 +31,13 @@ pub struct Config {
 
 impl Config {
     pub fn read<S: Source>(r: &mut Reader<S>) -> Self {
+        // Set but empty: the operator's explicit "no OpenSearch" (unset keeps
+        // the local default, like every other variable).
+        let spool_only = r.is_blank("OPENSEARCH_URL");
         let stores = StoreEndpoints::read(r);
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8002)));
+        let metrics_addr = polystream_common::metrics::read_addr(r);
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-monitor");
         let layout = TopicLayout::read(r);
         let default_spool = default_spool_dir(r);
@@ -60,9 +68,10 @@ impl Config {
         }
         Self {
             kafka_bootstrap_servers: stores.kafka_bootstrap_servers,
-            opensearch_url: stores.opensearch_url,
+            opensearch_url: (!spool_only).then_some(stores.opensearch_url),
             topics,
             http_addr,
+            metrics_addr,
             group_id,
             layout,
             spool_dir,
@@ -78,7 +87,13 @@ impl Config {
         let c = Self::read(&mut r);
         r.finish().map(|()| c)
     }
+
+    /// Whether an OpenSearch is configured (see [`Config::opensearch_url`]).
+    pub fn spool_only(&self) -> bool {
+        self.opensearch_url.is_none()
+    }
 }
+
 
 /// `$XDG_STATE_HOME/polystream/spool` (the same state root `./dev` uses), else
 /// `./spool`. In Kubernetes SPOOL_DIR is set to a mounted volume.
@@ -114,8 +129,31 @@ mod tests {
         assert_eq!(c.flow_timeout, Duration::from_secs(30));
         assert_eq!(c.bulk_max_events, 500);
         assert_eq!(c.bulk_max_wait, Duration::from_millis(1000));
+        assert_eq!(c.metrics_addr, None);
         let mut r = Reader::new([("UNRELATED", "x")]);
         assert_eq!(Config::read(&mut r).spool_dir, PathBuf::from("spool"));
+        assert_eq!(
+            c.opensearch_url.as_deref(),
+            Some(StoreEndpoints::LOCAL_OPENSEARCH_URL)
+        );
+        assert!(!c.spool_only());
+    }
+
+    #[test]
+    fn an_empty_opensearch_url_means_spool_only() {
+        for blank in ["", "  "] {
+            let mut r = Reader::new([("OPENSEARCH_URL", blank)]);
+            let c = Config::read(&mut r);
+            assert!(r.finish().is_ok(), "an empty OPENSEARCH_URL is valid");
+            assert_eq!(c.opensearch_url, None);
+            assert!(c.spool_only());
+        }
+        let mut r = Reader::new([("OPENSEARCH_URL", "http://opensearch:9200")]);
+        let c = Config::read(&mut r);
+        assert_eq!(c.opensearch_url.as_deref(), Some("http://opensearch:9200"));
+        let mut r = Reader::new([("OPENSEARCH_URL", "opensearch:9200")]);
+        Config::read(&mut r);
+        assert!(r.finish().unwrap_err().to_string().contains("OPENSEARCH_URL"));
     }
 
     #[test]
@@ -125,6 +163,7 @@ mod tests {
             ("BULK_MAX_EVENTS", "0"),
             ("FLOW_TIMEOUT_SECONDS", "soon"),
             ("HTTP_ADDR", "localhost"),
+            ("METRICS_ADDR", "9090"),
         ]);
         Config::read(&mut r);
         let text = r.finish().unwrap_err().to_string();
@@ -133,6 +172,7 @@ mod tests {
             "BULK_MAX_EVENTS",
             "FLOW_TIMEOUT_SECONDS",
             "HTTP_ADDR",
+            "METRICS_ADDR",
         ] {
             assert!(text.contains(var), "{var} missing from {text}");
         }

@@ -21,6 +21,10 @@ pub struct PendingFlow {
     /// When S3 saw the command; the timeout runs from here, so a backlog
     /// replayed after a restart is not flagged before its outcomes are read.
     pub seen_at: DateTime<Utc>,
+    /// The request's trace (from the command's `traceparent`), to jump from a
+    /// flagged flow or a latency exemplar to the trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// A command flagged for having no outcome after the timeout.
@@ -35,6 +39,8 @@ pub struct Unanswered {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Completed {
     pub correlation_id: String,
+    pub command_type: Option<String>,
+    pub trace_id: Option<String>,
     pub outcome_status: String,
     /// Outcome time − command time.
     pub latency: chrono::Duration,
@@ -192,6 +198,11 @@ impl FlowTracker {
         self.pending.len()
     }
 
+    /// Flows flagged and still without an outcome.
+    pub fn flagged_count(&self) -> usize {
+        self.flagged.len()
+    }
+
     pub fn stats(&self) -> FlowStats {
         self.stats
     }
@@ -220,6 +231,8 @@ impl FlowTracker {
         self.compact();
         Completed {
             correlation_id: flow.correlation_id.clone(),
+            command_type: flow.command_type.clone(),
+            trace_id: flow.trace_id.clone(),
             outcome_status: status,
             latency,
             late,
@@ -259,6 +272,7 @@ mod tests {
             command_type: Some("polystream.title.rated.v1".into()),
             command_time: t(at),
             seen_at: t(at),
+            trace_id: None,
         }
     }
 
@@ -285,11 +299,17 @@ mod tests {
         assert_eq!(flagged.len(), 1);
         assert_eq!(flagged[0].flow.correlation_id, "a");
         assert_eq!(f.unanswered().len(), 1);
+        assert_eq!(f.flagged_count(), 1);
         // A late outcome clears the flag and still records the latency.
         let late = f.on_outcome("a", "failed", t(45)).unwrap();
         assert!(late.late);
         assert_eq!(late.latency, chrono::Duration::seconds(45));
+        assert_eq!(
+            late.command_type.as_deref(),
+            Some("polystream.title.rated.v1")
+        );
         assert!(f.unanswered().is_empty());
+        assert_eq!(f.flagged_count(), 0);
         assert_eq!(f.expire(t(60)).len(), 1);
         assert_eq!(f.unanswered()[0].flow.correlation_id, "b");
     }

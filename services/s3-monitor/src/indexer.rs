@@ -33,10 +33,16 @@ pub enum SearchError {
     Unavailable(String),
     #[error("OpenSearch refused the search: {0}")]
     Refused(String),
+    #[error("{NOT_CONFIGURED}")]
+    NotConfigured,
 }
 
+/// Why nothing can be indexed or searched in spool-only mode.
+pub const NOT_CONFIGURED: &str = "OpenSearch is not configured (OPENSEARCH_URL is empty)";
+
 pub struct Indexer {
-    client: RwLock<(String, Arc<OpenSearch>)>,
+    /// `None` in spool-only mode.
+    client: RwLock<Option<(String, Arc<OpenSearch>)>>,
     prefix: String,
     /// Set once the template is installed and OpenSearch answers; cleared on
     /// any availability failure, so nothing is indexed into an index the
@@ -53,9 +59,15 @@ fn build_client(url: &str) -> anyhow::Result<OpenSearch> {
 }
 
 impl Indexer {
-    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// An indexer for `url`, or one that is never available when `None`
+    /// (spool-only mode).
+    pub fn new(url: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
+        let client = match url {
+            Some(u) => Some((u.to_owned(), Arc::new(build_client(u)?))),
+            None => None,
+        };
         Ok(Self {
-            client: RwLock::new((url.to_owned(), Arc::new(build_client(url)?))),
+            client: RwLock::new(client),
             prefix: prefix.to_owned(),
             available: AtomicBool::new(false),
         })
@@ -66,18 +78,34 @@ impl Indexer {
     pub fn set_url(&self, url: &str) -> anyhow::Result<()> {
         let client = Arc::new(build_client(url)?);
         if let Ok(mut guard) = self.client.write() {
-            *guard = (url.to_owned(), client);
+            *guard = Some((url.to_owned(), client));
         }
         self.mark_unavailable();
         Ok(())
     }
 
+    /// The OpenSearch URL; empty in spool-only mode.
     pub fn url(&self) -> String {
-        self.client.read().map(|g| g.0.clone()).unwrap_or_default()
+        self.client
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|c| c.0.clone()))
+            .unwrap_or_default()
     }
 
-    fn client(&self) -> Option<Arc<OpenSearch>> {
-        self.client.read().ok().map(|g| g.1.clone())
+    /// False in spool-only mode.
+    pub fn is_configured(&self) -> bool {
+        self.client.read().is_ok_and(|g| g.is_some())
+    }
+
+    fn client(&self) -> Result<Arc<OpenSearch>, String> {
+        match self.client.read() {
+            Ok(g) => g
+                .as_ref()
+                .map(|c| c.1.clone())
+                .ok_or_else(|| NOT_CONFIGURED.to_owned()),
+            Err(_) => Err("OpenSearch client lock poisoned".to_owned()),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -95,7 +123,7 @@ impl Indexer {
     /// Checks OpenSearch answers and the template is in place (installing it
     /// when missing, e.g. after OpenSearch came back empty); marks available.
     pub async fn ensure_ready(&self) -> Result<(), String> {
-        let client = self.client().ok_or("OpenSearch client lock poisoned")?;
+        let client = self.client()?;
         client
             .cluster()
             .health(ClusterHealthParts::None)
@@ -134,7 +162,7 @@ impl Indexer {
         if docs.is_empty() {
             return Ok(BulkOutcome::default());
         }
-        let client = self.client().ok_or("OpenSearch client lock poisoned")?;
+        let client = self.client()?;
         let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(docs.len() * 2);
         for d in docs {
             body.push(json!({"index": {"_index": d.index, "_id": d.id}}).into());
@@ -161,9 +189,10 @@ impl Indexer {
 
     /// Runs a search over every daily index of the prefix.
     pub async fn search(&self, body: Value) -> Result<Value, SearchError> {
-        let client = self
-            .client()
-            .ok_or_else(|| SearchError::Unavailable("client lock poisoned".into()))?;
+        if !self.is_configured() {
+            return Err(SearchError::NotConfigured);
+        }
+        let client = self.client().map_err(SearchError::Unavailable)?;
         let pattern = index_pattern(&self.prefix);
         let res = client
             .search(SearchParts::Index(&[&pattern]))

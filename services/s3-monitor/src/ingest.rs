@@ -3,20 +3,35 @@
 //! fsync'd) before committing its offsets, and replays the spool whenever
 //! OpenSearch is available.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use polystream_common::events::headers;
+use polystream_common::instrument::{Store, store_op};
+use polystream_common::kafka::{LagContext, process_span};
+use polystream_common::metrics::{record_consumed, record_process};
+use polystream_common::telemetry::sampled_trace_id;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::State;
 use crate::audit::{IndexedDoc, RawRecord, Role, build};
-use crate::flow::PendingFlow;
+use crate::flow::{Completed, PendingFlow};
+use crate::indexer::BulkOutcome;
+use crate::metrics::{bounded_event_type, trace_id_of};
+
+type MonitorConsumer = StreamConsumer<LagContext>;
 
 fn to_raw(m: &BorrowedMessage<'_>) -> RawRecord {
     RawRecord {
@@ -40,15 +55,35 @@ fn to_raw(m: &BorrowedMessage<'_>) -> RawRecord {
     }
 }
 
+/// A consumed record waiting for its batch to become durable, with the span
+/// that covers it until then and when it arrived.
+struct Received {
+    raw: RawRecord,
+    span: tracing::Span,
+    at: Instant,
+}
+
+/// A record as it arrives: counted, and given its CONSUMER span, a child of
+/// the producer's span (the `traceparent` header). A request's trace so gets
+/// an S3 span under S1's send (the command) and one under S2's (the outcome).
+fn receive(m: &BorrowedMessage<'_>, group: &str) -> Received {
+    record_consumed(m.topic(), group);
+    Received {
+        raw: to_raw(m),
+        span: process_span(m, group),
+        at: Instant::now(),
+    }
+}
+
 /// Consumes until `stop` turns true, then makes the last batch durable.
 pub async fn consume(
     state: Arc<State>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<MonitorConsumer>,
     mut stop: watch::Receiver<bool>,
 ) {
     let max = state.config.bulk_max_events;
     let wait = state.config.bulk_max_wait;
-    let mut batch: Vec<RawRecord> = Vec::with_capacity(max);
+    let mut batch: Vec<Received> = Vec::with_capacity(max);
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let until =
@@ -61,7 +96,7 @@ pub async fn consume(
             }
             r = consumer.recv() => match r {
                 Ok(m) => {
-                    batch.push(to_raw(&m));
+                    batch.push(receive(&m, &state.config.group_id));
                     if deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + wait);
                     }
@@ -91,22 +126,45 @@ fn role_of(state: &State, topic: &str) -> Role {
     }
 }
 
-async fn flush(state: &Arc<State>, consumer: &Arc<StreamConsumer>, batch: Vec<RawRecord>) {
+async fn flush(state: &Arc<State>, consumer: &Arc<MonitorConsumer>, batch: Vec<Received>) {
     if batch.is_empty() {
         return;
     }
     let now = Utc::now();
     let docs: Vec<IndexedDoc> = batch
         .iter()
-        .map(|r| build(r, role_of(state, &r.topic), &state.config.index_prefix, now))
+        .map(|r| {
+            build(
+                &r.raw,
+                role_of(state, &r.raw.topic),
+                &state.config.index_prefix,
+                now,
+            )
+        })
         .collect();
-    track_flows(state, &docs);
-    persist(state, docs).await;
+    track_flows(state, &batch, &docs);
+    let spans: Vec<tracing::Span> = batch.iter().map(|r| r.span.clone()).collect();
+    let fates = persist(state, docs.clone(), &spans).await;
+    for ((r, d), fate) in batch.iter().zip(&docs).zip(&fates) {
+        if *fate == Fate::Rejected {
+            r.span.record("otel.status_code", "ERROR");
+            r.span.record("error.type", "rejected");
+        }
+        record_process(
+            &r.raw.topic,
+            bounded_event_type(d.doc.event_type.as_deref()),
+            fate.outcome(),
+            r.at.elapsed(),
+            &r.span,
+        );
+    }
     // Durable now: commit the next offset of every partition in the batch.
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for r in &batch {
-        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
-        *e = (*e).max(r.offset + 1);
+        let e = next
+            .entry((r.raw.topic.as_str(), r.raw.partition))
+            .or_insert(0);
+        *e = (*e).max(r.raw.offset + 1);
     }
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
@@ -127,36 +185,125 @@ async fn flush(state: &Arc<State>, consumer: &Arc<StreamConsumer>, batch: Vec<Ra
         }
         Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
     }
+    // The records' spans end here: processing covers the wait for durability.
+    drop(batch);
 }
 
-fn track_flows(state: &State, docs: &[IndexedDoc]) {
-    let Ok(mut flows) = state.flows.lock() else {
-        return;
-    };
-    let now = Utc::now();
-    for d in docs {
-        let doc = &d.doc;
-        let Some(corr) = doc.correlation_id.clone() else {
-            continue;
+/// The trace a record belongs to: its span's when sampled, else its
+/// `traceparent`'s (the same trace; the header is there even when this
+/// process exports nothing).
+fn trace_id(span: &tracing::Span, raw: &RawRecord) -> Option<String> {
+    sampled_trace_id(&span.context()).or_else(|| {
+        raw.headers
+            .iter()
+            .find(|(k, _)| k == headers::TRACEPARENT)
+            .and_then(|(_, v)| trace_id_of(v))
+    })
+}
+
+/// A batch's store call (one bulk request for many records) is a child of
+/// the first record's span and links to every other record's span: a span per
+/// record would repeat one call's timing N times, while links keep each
+/// request's trace one click away from the call that made its event durable.
+fn batch_parent(spans: &[tracing::Span]) -> tracing::Span {
+    spans.first().cloned().unwrap_or_else(tracing::Span::none)
+}
+
+fn batch_links(spans: &[tracing::Span]) -> Vec<SpanContext> {
+    spans
+        .iter()
+        .skip(1)
+        .map(|s| s.context().span().span_context().clone())
+        .filter(SpanContext::is_valid)
+        .collect()
+}
+
+/// The producer spans of spooled documents (their `traceparent`), to link a
+/// replay to the requests it finally indexes.
+fn doc_links(docs: &[IndexedDoc]) -> Vec<SpanContext> {
+    let propagator = TraceContextPropagator::new();
+    docs.iter()
+        .filter_map(|d| d.doc.headers.traceparent.clone())
+        .map(|tp| {
+            let carrier = HashMap::from([(headers::TRACEPARENT.to_owned(), tp)]);
+            propagator.extract(&carrier).span().span_context().clone()
+        })
+        .filter(SpanContext::is_valid)
+        .collect()
+}
+
+/// Adds `links` to the current span (inside a store call: its span).
+fn link_current(links: Vec<SpanContext>) {
+    let span = tracing::Span::current();
+    for l in links {
+        span.add_link(l);
+    }
+}
+
+/// One bulk request as an OpenSearch store call, linked to `links`.
+async fn bulk(
+    state: &State,
+    docs: &[IndexedDoc],
+    links: Vec<SpanContext>,
+) -> Result<BulkOutcome, String> {
+    store_op(Store::Opensearch, "bulk", async {
+        link_current(links);
+        state.indexer.bulk(docs).await
+    })
+    .await
+}
+
+fn track_flows(state: &State, batch: &[Received], docs: &[IndexedDoc]) {
+    let completed: Vec<(usize, Completed)> = {
+        let Ok(mut flows) = state.flows.lock() else {
+            return;
         };
-        let done = match doc.role {
-            Role::Command if doc.kind == "event" => flows.on_command(PendingFlow {
-                correlation_id: corr,
-                command_id: doc.event_id.clone(),
-                command_type: doc.event_type.clone(),
-                command_time: doc.time,
-                seen_at: now,
-            }),
-            Role::Command => None,
-            _ => {
-                let status = doc
-                    .outcome
-                    .as_ref()
-                    .map_or("unknown", |o| o.status.as_str());
-                flows.on_outcome(&corr, status, doc.time)
+        let now = Utc::now();
+        let mut completed = Vec::new();
+        for (i, (r, d)) in batch.iter().zip(docs).enumerate() {
+            let doc = &d.doc;
+            let Some(corr) = doc.correlation_id.clone() else {
+                continue;
+            };
+            let done = match doc.role {
+                Role::Command if doc.kind == "event" => flows.on_command(PendingFlow {
+                    correlation_id: corr,
+                    command_id: doc.event_id.clone(),
+                    command_type: doc.event_type.clone(),
+                    command_time: doc.time,
+                    seen_at: now,
+                    trace_id: trace_id(&r.span, &r.raw),
+                }),
+                Role::Command => None,
+                _ => {
+                    let status = doc
+                        .outcome
+                        .as_ref()
+                        .map_or("unknown", |o| o.status.as_str());
+                    flows.on_outcome(&corr, status, doc.time)
+                }
+            };
+            if let Some(c) = done {
+                completed.push((i, c));
             }
-        };
-        if let Some(c) = done {
+        }
+        state
+            .metrics
+            .flows_unanswered
+            .set(i64::try_from(flows.flagged_count()).unwrap_or(i64::MAX));
+        completed
+    };
+    for (i, c) in completed {
+        let latency = c.latency.num_milliseconds() as f64 / 1000.0;
+        // The flow's own trace first (the command's), else this record's.
+        let trace = c
+            .trace_id
+            .clone()
+            .or_else(|| trace_id(&batch[i].span, &batch[i].raw));
+        state
+            .metrics
+            .flow(c.command_type.as_deref(), &c.outcome_status, latency, trace);
+        batch[i].span.in_scope(|| {
             tracing::info!(
                 correlation_id = %c.correlation_id,
                 status = %c.outcome_status,
@@ -164,21 +311,86 @@ fn track_flows(state: &State, docs: &[IndexedDoc]) {
                 late = c.late,
                 "flow completed"
             );
+        });
+    }
+}
+
+/// What became of one document of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Indexed,
+    Spooled,
+    /// Refused for good by OpenSearch; kept in `rejected.jsonl`.
+    Rejected,
+}
+
+impl Fate {
+    /// The `outcome` label of `messaging_process_duration_seconds`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::Indexed => "indexed",
+            Self::Spooled => "spooled",
+            Self::Rejected => "failed",
         }
     }
 }
 
-/// Returns once `docs` are durable: indexed, or written to the spool. A spool
-/// write that fails (disk full) is retried, holding the batch's offsets back.
-pub async fn persist(state: &Arc<State>, mut docs: Vec<IndexedDoc>) {
+/// Each document's fate after a bulk request, in order: refused ones are
+/// rejected, transiently refused ones go to the spool (matched by document
+/// id; a batch's documents with the same id are the same event).
+pub fn fates(docs: &[IndexedDoc], out: &BulkOutcome) -> Vec<Fate> {
+    let rejected: HashSet<&str> = out.rejected.iter().map(|r| r.doc.id.as_str()).collect();
+    let retry: HashSet<&str> = out.retry.iter().map(|d| d.id.as_str()).collect();
+    docs.iter()
+        .map(|d| {
+            if rejected.contains(d.id.as_str()) {
+                Fate::Rejected
+            } else if retry.contains(d.id.as_str()) {
+                Fate::Spooled
+            } else {
+                Fate::Indexed
+            }
+        })
+        .collect()
+}
+
+/// Counts the indexed documents per topic.
+fn count_indexed(state: &State, docs: &[IndexedDoc], fates: &[Fate]) {
+    let mut per_topic: HashMap<&str, u64> = HashMap::new();
+    for (d, f) in docs.iter().zip(fates) {
+        if *f == Fate::Indexed {
+            *per_topic.entry(d.doc.topic.as_str()).or_default() += 1;
+        }
+    }
+    for (topic, n) in per_topic {
+        state.metrics.indexed(topic, n);
+    }
+}
+
+/// Returns once `docs` are durable: indexed, or written to the spool, with
+/// what became of each. A spool write that fails (disk full) is retried,
+/// holding the batch's offsets back. `spans` are the records' spans.
+pub async fn persist(
+    state: &Arc<State>,
+    docs: Vec<IndexedDoc>,
+    spans: &[tracing::Span],
+) -> Vec<Fate> {
+    let parent = batch_parent(spans);
+    let mut fate = vec![Fate::Spooled; docs.len()];
+    let mut to_spool = docs.clone();
     if state.indexer.is_available() {
-        match state.indexer.bulk(&docs).await {
+        let indexed = bulk(state, &docs, batch_links(spans))
+            .instrument(parent.clone())
+            .await;
+        match indexed {
             Ok(out) => {
+                fate = fates(&docs, &out);
+                count_indexed(state, &docs, &fate);
                 reject(state, out.rejected).await;
                 if out.retry.is_empty() {
-                    return;
+                    return fate;
                 }
-                docs = out.retry;
+                to_spool = out.retry;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "OpenSearch unavailable; spooling");
@@ -186,14 +398,28 @@ pub async fn persist(state: &Arc<State>, mut docs: Vec<IndexedDoc>) {
             }
         }
     }
+    let span = tracing::info_span!(
+        parent: &parent,
+        "spool_append",
+        otel.name = "spool append",
+        otel.kind = "internal",
+        polystream.spool.documents = to_spool.len(),
+    );
+    for l in batch_links(spans) {
+        span.add_link(l);
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let spool = state.spool.clone();
-        let batch = docs.clone();
-        match tokio::task::spawn_blocking(move || spool.append(&batch)).await {
+        let batch = to_spool.clone();
+        let appended = tokio::task::spawn_blocking(move || spool.append(&batch))
+            .instrument(span.clone())
+            .await;
+        match appended {
             Ok(Ok(path)) => {
-                tracing::info!(segment = %path.display(), docs = docs.len(), "batch spooled");
-                return;
+                state.metrics.spooled.inc_by(to_spool.len() as u64);
+                tracing::info!(segment = %path.display(), docs = to_spool.len(), "batch spooled");
+                return fate;
             }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot write the spool; retrying"),
             Err(e) => tracing::error!(error = %e, "spool writer panicked; retrying"),
@@ -268,13 +494,23 @@ pub async fn replay_once(state: &Arc<State>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot read {}: {e}", seg.display()))?;
-        let out = match state.indexer.bulk(&docs).await {
+        // Replays are background work: a root span, linked to the requests
+        // whose events it indexes.
+        let span = tracing::info_span!(
+            parent: None,
+            "spool_replay",
+            otel.name = "spool replay",
+            otel.kind = "internal",
+            polystream.spool.documents = docs.len(),
+        );
+        let out = match bulk(state, &docs, doc_links(&docs)).instrument(span).await {
             Ok(out) => out,
             Err(e) => {
                 state.indexer.mark_unavailable();
                 return Err(e);
             }
         };
+        count_indexed(state, &docs, &fates(&docs, &out));
         reject(state, out.rejected).await;
         let spool = state.spool.clone();
         let retry = out.retry;
@@ -303,13 +539,21 @@ pub async fn expire_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let flagged = match state.flows.lock() {
-            Ok(mut f) => f.expire(Utc::now()),
+            Ok(mut f) => {
+                let flagged = f.expire(Utc::now());
+                state
+                    .metrics
+                    .flows_unanswered
+                    .set(i64::try_from(f.flagged_count()).unwrap_or(i64::MAX));
+                flagged
+            }
             Err(_) => return,
         };
         for u in flagged {
             tracing::warn!(
                 correlation_id = %u.flow.correlation_id,
                 command_type = u.flow.command_type.as_deref().unwrap_or_default(),
+                trace_id = u.flow.trace_id.as_deref().unwrap_or_default(),
                 "command has no outcome after the flow timeout"
             );
         }

@@ -8,6 +8,7 @@
 //! - [`spool`]: durable JSON-lines segments;
 //! - [`indexer`]: OpenSearch template, bulk, search;
 //! - [`ingest`]: the consume → persist → commit loop and spool replay;
+//! - [`metrics`]: S3's own Prometheus metrics;
 //! - [`api`]: the HTTP API.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod flow;
 pub mod indexer;
 pub mod ingest;
+pub mod metrics;
 pub mod redact;
 pub mod spool;
 
@@ -24,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use polystream_common::kafka::LagContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,6 +34,7 @@ use tokio::task::JoinHandle;
 pub use config::Config;
 use flow::FlowTracker;
 use indexer::Indexer;
+use metrics::Metrics;
 use spool::Spool;
 
 /// Most flows tracked at once (pending, flagged, or early outcomes, each).
@@ -42,17 +46,21 @@ pub struct State {
     pub indexer: Indexer,
     pub spool: Arc<Spool>,
     pub flows: Mutex<FlowTracker>,
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<StreamConsumer<LagContext>>,
+    pub metrics: Metrics,
 }
 
 /// A running monitor.
 pub struct Monitor {
     /// Where the HTTP API listens (the real port when `HTTP_ADDR` asked for 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` answers when `METRICS_ADDR` is set (else on `addr`).
+    pub metrics_addr: Option<SocketAddr>,
     state: Arc<State>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    metrics_server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Monitor {
@@ -66,9 +74,10 @@ impl Monitor {
                 config.spool_dir.display()
             )
         })?;
-        let indexer = Indexer::new(&config.opensearch_url, &config.index_prefix)?;
+        let indexer = Indexer::new(config.opensearch_url.as_deref(), &config.index_prefix)?;
         let client_id = format!("s3-monitor-{}", std::process::id());
-        let consumer = polystream_common::kafka::consumer(
+        // With librdkafka statistics: the per-partition lag gauge.
+        let consumer = polystream_common::kafka::consumer_with_lag(
             &config.kafka_bootstrap_servers,
             &config.group_id,
             &client_id,
@@ -92,14 +101,40 @@ impl Monitor {
         consumer
             .subscribe(&[&t.user_events, &t.response_events, &t.dead_letter])
             .context("cannot subscribe to the Kafka topics")?;
-        if let Err(e) = indexer.ensure_ready().await {
-            tracing::warn!(error = %e, url = %config.opensearch_url, "OpenSearch unavailable at start; spooling until it answers");
+        if config.spool_only() {
+            tracing::warn!(
+                spool = %config.spool_dir.display(),
+                "OPENSEARCH_URL is empty: no OpenSearch configured, every event is kept in the spool and the audit API answers 503"
+            );
+        } else if let Err(e) = indexer.ensure_ready().await {
+            tracing::warn!(error = %e, url = %indexer.url(), "OpenSearch unavailable at start; spooling until it answers");
         }
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP_ADDR={}", config.http_addr))?;
         let addr = listener.local_addr()?;
+        let mut registry = polystream_common::metrics::Metrics::new()
+            .with_consumer()
+            .with_http();
+        for topic in [&t.user_events, &t.response_events, &t.dead_letter] {
+            polystream_common::metrics::preregister_consumer(topic, &config.group_id);
+        }
+        let metrics = Metrics::register(
+            registry.registry_mut(),
+            &config.topics,
+            spool.segments_gauge(),
+        );
+        let registry = registry.finish();
+        let metrics_listener = match config.metrics_addr {
+            Some(a) => Some(polystream_common::metrics::bind(a).await?),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let state = Arc::new(State {
+            metrics,
             flows: Mutex::new(FlowTracker::new(config.flow_timeout, FLOW_CAP)),
             config,
             indexer,
@@ -116,8 +151,25 @@ impl Monitor {
             tokio::spawn(ingest::replay_loop(state.clone(), stopped.clone())),
             tokio::spawn(ingest::expire_loop(state.clone(), stopped.clone())),
         ];
+        let mut app = api::router(state.clone());
+        let metrics_server = match metrics_listener {
+            // Its own listener: /metrics is then not on HTTP_ADDR.
+            Some(l) => {
+                let mut stop = stopped.clone();
+                Some(tokio::spawn(polystream_common::metrics::serve(
+                    l,
+                    registry,
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                )))
+            }
+            None => {
+                app = app.merge(polystream_common::metrics::router(registry));
+                None
+            }
+        };
         let mut server_stop = stopped;
-        let app = api::router(state.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -125,13 +177,15 @@ impl Monitor {
                 })
                 .await
         });
-        tracing::info!(%addr, "S3 monitor listening");
+        tracing::info!(%addr, ?metrics_addr, "S3 monitor listening");
         Ok(Self {
             addr,
+            metrics_addr,
             state,
             stop,
             tasks,
             server,
+            metrics_server,
         })
     }
 
@@ -151,6 +205,9 @@ impl Monitor {
             t.await?;
         }
         self.server.await??;
+        if let Some(m) = self.metrics_server {
+            m.await??;
+        }
         Ok(())
     }
 }

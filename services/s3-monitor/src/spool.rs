@@ -13,6 +13,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::audit::IndexedDoc;
 
 const SEGMENT_EXT: &str = "jsonl";
@@ -31,6 +33,9 @@ pub struct Rejected {
 pub struct Spool {
     dir: PathBuf,
     seq: AtomicU64,
+    /// Complete segments on disk, kept current by this spool's own writes
+    /// and deletions (it is the only writer of its directory).
+    segments: Gauge,
 }
 
 impl Spool {
@@ -45,10 +50,20 @@ impl Spool {
                 fs::remove_file(&path)?;
             }
         }
-        Ok(Self {
+        let spool = Self {
             dir,
             seq: AtomicU64::new(0),
-        })
+            segments: Gauge::default(),
+        };
+        spool
+            .segments
+            .set(i64::try_from(spool.segments()?.len()).unwrap_or(i64::MAX));
+        Ok(spool)
+    }
+
+    /// The number of segments waiting, as a gauge to register.
+    pub fn segments_gauge(&self) -> Gauge {
+        self.segments.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -75,6 +90,7 @@ impl Spool {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, &final_path)?;
+        self.segments.inc();
         sync_dir(&self.dir)?;
         Ok(final_path)
     }
@@ -110,6 +126,7 @@ impl Spool {
     /// Deletes a segment whose documents are now indexed.
     pub fn remove(&self, segment: &Path) -> io::Result<()> {
         fs::remove_file(segment)?;
+        self.segments.dec();
         sync_dir(&self.dir)
     }
 
@@ -180,10 +197,14 @@ mod tests {
         let pa = spool.append(&a).unwrap();
         let pb = spool.append(&b).unwrap();
         assert_eq!(spool.segments().unwrap(), [pa.clone(), pb.clone()]);
+        assert_eq!(spool.segments_gauge().get(), 2);
+        // A reopened spool counts what it finds.
+        assert_eq!(Spool::open(&dir).unwrap().segments_gauge().get(), 2);
         assert_eq!(spool.read(&pa).unwrap(), a);
         assert_eq!(spool.read(&pb).unwrap(), b);
         spool.remove(&pa).unwrap();
         assert_eq!(spool.segments().unwrap(), [pb]);
+        assert_eq!(spool.segments_gauge().get(), 1);
 
         spool
             .reject(&[Rejected {

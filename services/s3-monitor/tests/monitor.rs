@@ -32,6 +32,15 @@ impl Fixture {
     /// Unique topics (created), group, prefix and spool; fails naming the
     /// server when Kafka or OpenSearch is not there.
     async fn new() -> Self {
+        // The tracing layers the binary installs (without span export), so
+        // spans continue the producers' traces as in production.
+        let mut telemetry =
+            polystream_common::telemetry::TelemetryConfig::local("polystream-s3-monitor-test");
+        telemetry.test_writer = true;
+        if let Ok(guard) = polystream_common::telemetry::init_with(telemetry) {
+            // Nothing is exported, so there is nothing to flush.
+            std::mem::forget(guard);
+        }
         let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
         let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
         let http = reqwest::Client::new();
@@ -70,9 +79,10 @@ impl Fixture {
         let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
         let config = Config {
             kafka_bootstrap_servers: brokers,
-            opensearch_url: opensearch.clone(),
+            opensearch_url: Some(opensearch.clone()),
             topics,
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
             group_id: format!("{id}-group"),
             // The fixture created the topics; S3 must not grow them (the dead
             // letter's document id names its partition).
@@ -117,6 +127,28 @@ impl Fixture {
             .await
             .map_err(|(e, _)| e)
             .unwrap();
+    }
+
+    /// `/metrics` as OpenMetrics text.
+    async fn metrics(&self, m: &Monitor) -> String {
+        let url = match m.metrics_addr {
+            Some(a) => format!("http://{a}/metrics"),
+            None => self.url(m, "/metrics"),
+        };
+        let r = self
+            .http
+            .get(url)
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        r.text().await.unwrap()
     }
 
     fn url(&self, m: &Monitor, path: &str) -> String {
@@ -266,6 +298,28 @@ fn spooled_docs(dir: &Path) -> usize {
         .sum()
 }
 
+/// The value of the first sample of `name` whose labels include `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let line = line.split(" # ").next()?;
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name {
+            return None;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// The sample lines of `name` that carry an exemplar.
+fn exemplar_lines<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    text.lines()
+        .filter(move |l| l.starts_with(&format!("{name}{{")) && l.contains(" # {"))
+}
+
 fn unused_local_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -385,8 +439,162 @@ async fn events_from_the_three_topics_are_indexed_once_without_secrets_and_trail
     let (status, _, ready) = fx.get(&m, "/ready").await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["opensearch"]["available"], true);
-    let (status, _, metrics) = fx.get(&m, "/metrics").await;
-    assert_eq!((status, metrics), (200, Value::String(String::new())));
+    // The lag gauge comes with librdkafka's statistics (every 5 s).
+    let group = fx.config.group_id.clone();
+    let metrics = eventually(30, "the consumer lag gauge", || async {
+        let text = fx.metrics(&m).await;
+        sample(
+            &text,
+            "polystream_kafka_consumer_lag",
+            &[("messaging_consumer_group_name", group.as_str())],
+        )
+        .is_some()
+        .then_some(text)
+    })
+    .await;
+    for (topic, n) in [
+        (&t.user_events, 2.0),
+        (&t.response_events, 1.0),
+        (&t.dead_letter, 1.0),
+    ] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "messaging_client_consumed_messages_total",
+                &[
+                    ("messaging_destination_name", topic.as_str()),
+                    ("messaging_consumer_group_name", group.as_str()),
+                ]
+            ),
+            Some(n),
+            "{topic}: {metrics}"
+        );
+    }
+    assert!(
+        sample(
+            &metrics,
+            "polystream_store_operation_duration_seconds_count",
+            &[
+                ("store", "opensearch"),
+                ("operation", "bulk"),
+                ("outcome", "ok")
+            ]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    // The audit API: server latency by route template, and its searches as store calls.
+    assert!(
+        sample(
+            &metrics,
+            "http_server_request_duration_seconds_count",
+            &[
+                ("http_request_method", "GET"),
+                ("http_route", "/v1/audit/{correlation_id}"),
+                ("http_response_status_code", "200")
+            ]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("http_route=\"/ready\""),
+        "probes are not requests: {metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "polystream_store_operation_duration_seconds_count",
+            &[("store", "opensearch"), ("operation", "search")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let user = [("messaging_destination_name", t.user_events.as_str())];
+    let resp = [("messaging_destination_name", t.response_events.as_str())];
+    let dlq = [("messaging_destination_name", t.dead_letter.as_str())];
+    // Both deliveries of the command were indexed (the second overwrote the first).
+    assert_eq!(
+        sample(&metrics, "polystream_audit_indexed_events_total", &user),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "polystream_audit_indexed_events_total", &resp),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "polystream_audit_indexed_events_total", &dlq),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "polystream_audit_spooled_events_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "polystream_audit_spool_segments", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "polystream_flows_unanswered", &[]),
+        Some(0.0)
+    );
+    let indexed_commands = [
+        ("messaging_destination_name", t.user_events.as_str()),
+        ("event_type", "polystream.user.registered.v1"),
+        ("outcome", "indexed"),
+    ];
+    assert_eq!(
+        sample(
+            &metrics,
+            "messaging_process_duration_seconds_count",
+            &indexed_commands
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    // The raw dead letter has no known type.
+    assert_eq!(
+        sample(
+            &metrics,
+            "messaging_process_duration_seconds_count",
+            &[
+                ("messaging_destination_name", t.dead_letter.as_str()),
+                ("event_type", "unknown"),
+                ("outcome", "indexed")
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        exemplar_lines(&metrics, "messaging_process_duration_seconds_bucket")
+            .filter(|l| l.contains(&format!("\"{}\"", t.user_events)))
+            .any(|l| l.contains("trace_id=\"0af7651916cd43dd8448eb211c80319c\"")),
+        "an exemplar carries the command's trace id: {metrics}"
+    );
+    // One flow, paired by its outcome or its dead letter (whichever topic was read first).
+    let flows: f64 = ["completed", "failed"]
+        .iter()
+        .filter_map(|o| {
+            sample(
+                &metrics,
+                "polystream_flow_duration_seconds_count",
+                &[
+                    ("event_type", "polystream.user.registered.v1"),
+                    ("outcome", o),
+                ],
+            )
+        })
+        .sum();
+    assert_eq!(flows, 1.0, "{metrics}");
+    assert!(
+        exemplar_lines(&metrics, "polystream_flow_duration_seconds_bucket")
+            .any(|l| l.contains("trace_id=\"0af7651916cd43dd8448eb211c80319c\"")),
+        "the flow's exemplar is the request's trace: {metrics}"
+    );
 
     m.stop().await.unwrap();
     fx.cleanup().await;
@@ -488,7 +696,7 @@ async fn an_opensearch_outage_spools_and_replays_everything_exactly_once() {
     let mut fx = Fixture::new().await;
     let t = fx.config.topics.clone();
     let real = fx.opensearch.clone();
-    fx.config.opensearch_url = unused_local_url();
+    fx.config.opensearch_url = Some(unused_local_url());
     let corr = Uuid::now_v7();
     let mut sent = Vec::new();
     for i in 0..5 {
@@ -561,7 +769,7 @@ async fn an_opensearch_outage_spools_and_replays_everything_exactly_once() {
     assert_eq!(fx.stored().await.len(), 5);
 
     let mut config = fx.config.clone();
-    config.opensearch_url = real.clone();
+    config.opensearch_url = Some(real.clone());
     let m2 = Monitor::start(config).await.unwrap();
     eventually(60, "the second instance to replay the spool", || async {
         (spooled_docs(&fx.config.spool_dir) == 0 && fx.stored().await.len() == 8).then_some(())
@@ -724,6 +932,114 @@ async fn documents_opensearch_refuses_are_kept_aside_without_blocking() {
         "a refused document is not retried"
     );
 
+    m.stop().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_opensearch_configured_events_are_spooled_and_the_audit_api_says_so() {
+    let mut fx = Fixture::new().await;
+    // The operator's contract: OPENSEARCH_URL set to the empty string.
+    let mut r = polystream_common::config::Reader::new([("OPENSEARCH_URL", "")]);
+    fx.config.opensearch_url = Config::read(&mut r).opensearch_url;
+    r.finish().unwrap();
+    assert_eq!(fx.config.opensearch_url, None);
+    fx.config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let t = fx.config.topics.clone();
+    let cmd = command(
+        "polystream.title.rated.v1",
+        "user/5",
+        Uuid::now_v7(),
+        Utc::now(),
+        json!({"user_id": 5, "title_id": 1, "stars": 2}),
+    );
+    fx.send(&t.user_events, &cmd, &[]).await;
+    let done = outcome(&cmd, Utc::now(), None);
+    fx.send(&t.response_events, &done, &[]).await;
+
+    let m = Monitor::start(fx.config.clone()).await.unwrap();
+    eventually(60, "both events in the spool", || async {
+        (spooled_docs(&fx.config.spool_dir) == 2).then_some(())
+    })
+    .await;
+    let (status, _, ready) = fx.get(&m, "/ready").await;
+    assert_eq!(status, 200, "spool-only is a supported mode: {ready}");
+    // METRICS_ADDR moves /metrics off the API listener.
+    assert!(m.metrics_addr.is_some());
+    assert_eq!(fx.get(&m, "/metrics").await.0, 404);
+    assert_eq!(ready["opensearch"]["configured"], false, "{ready}");
+    assert_eq!(ready["opensearch"]["available"], false, "{ready}");
+    for path in [
+        "/v1/audit".to_owned(),
+        format!("/v1/audit/{}", cmd.correlationid),
+    ] {
+        let (status, ct, body) = fx.get(&m, &path).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (503, "application/problem+json"),
+            "{path}: {body}"
+        );
+        assert_eq!(
+            body["type"], "https://polystream.dev/problems/opensearch-not-configured",
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("OPENSEARCH_URL"),
+            "{body}"
+        );
+    }
+    // Flow tracking does not need OpenSearch.
+    let (_, _, flows) = fx.get(&m, "/v1/flows/unanswered").await;
+    assert_eq!(flows["stats"]["completed"], 1, "{flows}");
+    // Nothing is ever replayed while no OpenSearch is configured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(spooled_docs(&fx.config.spool_dir), 2);
+    let metrics = fx.metrics(&m).await;
+    assert_eq!(
+        sample(&metrics, "polystream_audit_spooled_events_total", &[]),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "polystream_audit_spool_segments", &[]).unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "messaging_process_duration_seconds_count",
+            &[
+                ("messaging_destination_name", t.user_events.as_str()),
+                ("event_type", "polystream.title.rated.v1"),
+                ("outcome", "spooled")
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "polystream_audit_indexed_events_total",
+            &[("messaging_destination_name", t.user_events.as_str())]
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    m.stop().await.unwrap();
+
+    // Configured later, the same spool is replayed.
+    let mut config = fx.config.clone();
+    config.opensearch_url = Some(fx.opensearch.clone());
+    let m = Monitor::start(config).await.unwrap();
+    eventually(
+        60,
+        "the spool replayed once OpenSearch is configured",
+        || async {
+            (spooled_docs(&fx.config.spool_dir) == 0 && fx.stored().await.len() == 2).then_some(())
+        },
+    )
+    .await;
     m.stop().await.unwrap();
     fx.cleanup().await;
 }

@@ -75,9 +75,10 @@ async fn opensearch_stopped_and_restarted_mid_run_loses_nothing() {
     .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", &brokers, e));
     let monitor = Monitor::start(Config {
         kafka_bootstrap_servers: brokers.clone(),
-        opensearch_url: os.clone(),
+        opensearch_url: Some(os.clone()),
         topics: topics.clone(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
         group_id: format!("{id}-group"),
         layout: TopicLayout {
             partitions: 3,

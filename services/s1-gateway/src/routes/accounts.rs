@@ -10,6 +10,7 @@ use polystream_common::events::{
     Command, PaymentMethod, PaymentRecorded, PaymentStatus, Plan, PreferencesUpdated,
     SubscriptionChanged, SubscriptionStatus, Theme, UserRegistered,
 };
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
 use polystream_stores::keys;
 use serde::{Deserialize, Serialize};
@@ -49,10 +50,14 @@ pub async fn register(
         ));
     }
     let mut con = state.redis.clone();
-    let user_id: i64 = redis::cmd("INCR")
-        .arg(keys::NEXT_USER_ID)
-        .query_async(&mut con)
-        .await?;
+    let user_id: i64 = store_op(
+        Store::Redis,
+        "next_user_id",
+        redis::cmd("INCR")
+            .arg(keys::NEXT_USER_ID)
+            .query_async(&mut con),
+    )
+    .await?;
     let password_hash = auth::hash_password(u.password).await?;
     let command = Command::UserRegistered(UserRegistered {
         user_id,
@@ -103,11 +108,15 @@ pub async fn get_user(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<UserProfile>> {
     let id = own(&caller, p.id)?;
-    sqlx::query_as::<_, UserProfile>(
-        "SELECT user_id, name, email, cpf, admin, created_at FROM users WHERE user_id = $1",
+    store_op(
+        Store::Postgres,
+        "select_user",
+        sqlx::query_as::<_, UserProfile>(
+            "SELECT user_id, name, email, cpf, admin, created_at FROM users WHERE user_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&state.pg),
     )
-    .bind(id)
-    .fetch_optional(&state.pg)
     .await?
     .map(Json)
     .ok_or_else(|| ApiError::not_found(&format!("user {id}")))
@@ -142,11 +151,15 @@ pub async fn post_session(
     State(state): State<AppState>,
     ValidJson(l): ValidJson<Login>,
 ) -> ApiResult<Response> {
-    let row: Option<(i64, String, bool)> = sqlx::query_as(
-        "SELECT user_id, password_hash, admin FROM users WHERE lower(email) = lower($1)",
+    let row: Option<(i64, String, bool)> = store_op(
+        Store::Postgres,
+        "select_login",
+        sqlx::query_as(
+            "SELECT user_id, password_hash, admin FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(l.email.trim())
+        .fetch_optional(&state.pg),
     )
-    .bind(l.email.trim())
-    .fetch_optional(&state.pg)
     .await?;
     // Same answer for unknown email and wrong password: no account probing.
     let denied = || ApiError::unauthorized("wrong email or password");
@@ -190,18 +203,23 @@ pub async fn list_sessions(
 ) -> ApiResult<Json<Vec<SessionInfo>>> {
     let id = own(&caller, p.id)?;
     let mut con = state.redis.clone();
-    let ids: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(keys::user_sessions(id))
-        .query_async(&mut con)
-        .await?;
+    let ids: Vec<String> = store_op(
+        Store::Redis,
+        "list_sessions",
+        redis::cmd("SMEMBERS")
+            .arg(keys::user_sessions(id))
+            .query_async(&mut con),
+    )
+    .await?;
     let mut out = Vec::new();
     for sid in ids {
         let key = keys::session(&sid);
-        let (raw, ttl): (Option<String>, i64) = redis::pipe()
-            .get(&key)
-            .ttl(&key)
-            .query_async(&mut con)
-            .await?;
+        let (raw, ttl): (Option<String>, i64) = store_op(
+            Store::Redis,
+            "get_session",
+            redis::pipe().get(&key).ttl(&key).query_async(&mut con),
+        )
+        .await?;
         match raw.and_then(|r| serde_json::from_str::<auth::SessionData>(&r).ok()) {
             Some(d) if d.user_id == id => out.push(SessionInfo {
                 current: sid == caller.session_id,
@@ -212,11 +230,15 @@ pub async fn list_sessions(
             }),
             // Expired: tidy the index.
             _ => {
-                let _: i64 = redis::cmd("SREM")
-                    .arg(keys::user_sessions(id))
-                    .arg(&sid)
-                    .query_async(&mut con)
-                    .await?;
+                let _: i64 = store_op(
+                    Store::Redis,
+                    "end_session",
+                    redis::cmd("SREM")
+                        .arg(keys::user_sessions(id))
+                        .arg(&sid)
+                        .query_async(&mut con),
+                )
+                .await?;
             }
         }
     }
@@ -332,11 +354,15 @@ pub async fn get_subscription(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<Subscription>> {
     let id = own(&caller, p.id)?;
-    sqlx::query_as::<_, Subscription>(
-        "SELECT user_id, plan, status, started_on, renews_on, updated_at FROM subscriptions WHERE user_id = $1",
+    store_op(
+        Store::Postgres,
+        "select_subscription",
+        sqlx::query_as::<_, Subscription>(
+            "SELECT user_id, plan, status, started_on, renews_on, updated_at FROM subscriptions WHERE user_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&state.pg),
     )
-    .bind(id)
-    .fetch_optional(&state.pg)
     .await?
     .map(Json)
     .ok_or_else(|| ApiError::not_found(&format!("a subscription for user {id}")))
@@ -432,14 +458,18 @@ pub async fn list_payments(
 ) -> ApiResult<Json<Vec<Payment>>> {
     let id = own(&caller, p.id)?;
     let limit = limit("query.limit", q.limit)?;
-    let rows = sqlx::query_as::<_, Payment>(
-        "SELECT payment_id, user_id, amount_cents, currency, method, status, paid_at FROM payments \
-         WHERE user_id = $1 AND ($2::timestamptz IS NULL OR paid_at < $2) ORDER BY paid_at DESC LIMIT $3",
+    let rows = store_op(
+        Store::Postgres,
+        "select_payments",
+        sqlx::query_as::<_, Payment>(
+            "SELECT payment_id, user_id, amount_cents, currency, method, status, paid_at FROM payments \
+             WHERE user_id = $1 AND ($2::timestamptz IS NULL OR paid_at < $2) ORDER BY paid_at DESC LIMIT $3",
+        )
+        .bind(id)
+        .bind(q.before)
+        .bind(limit)
+        .fetch_all(&state.pg),
     )
-    .bind(id)
-    .bind(q.before)
-    .bind(limit)
-    .fetch_all(&state.pg)
     .await?;
     Ok(Json(rows))
 }
@@ -492,11 +522,15 @@ pub async fn get_preferences(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<Preferences>> {
     let id = own(&caller, p.id)?;
-    sqlx::query_as::<_, Preferences>(
-        "SELECT user_id, language, notifications, theme, updated_at FROM preferences WHERE user_id = $1",
+    store_op(
+        Store::Postgres,
+        "select_preferences",
+        sqlx::query_as::<_, Preferences>(
+            "SELECT user_id, language, notifications, theme, updated_at FROM preferences WHERE user_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&state.pg),
     )
-    .bind(id)
-    .fetch_optional(&state.pg)
     .await?
     .map(Json)
     .ok_or_else(|| ApiError::not_found(&format!("preferences for user {id}")))
@@ -508,11 +542,14 @@ pub async fn bootstrap_admin(state: &S) {
     let Some((email, password)) = state.config.admin.clone() else {
         return;
     };
-    let exists: Result<Option<(i64,)>, _> =
+    let exists: Result<Option<(i64,)>, _> = store_op(
+        Store::Postgres,
+        "select_login",
         sqlx::query_as("SELECT user_id FROM users WHERE lower(email) = lower($1)")
             .bind(&email)
-            .fetch_optional(&state.pg)
-            .await;
+            .fetch_optional(&state.pg),
+    )
+    .await;
     match exists {
         Ok(Some(_)) => tracing::info!("bootstrap admin already exists"),
         Ok(None) => {

@@ -16,6 +16,7 @@ use polystream_common::events::{
     AssetAttached, AssetKind, Command, RecommendationsRequested, Relation, Season, TitleDeleted,
     TitleKind, TitleRated, TitleUpserted, TitlesRelated, ViewRecorded,
 };
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
 use polystream_stores::{keys, mongo};
 use serde::Deserialize;
@@ -128,10 +129,14 @@ pub async fn post_title(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let mut con = state.redis.clone();
-    let id: i64 = redis::cmd("INCR")
-        .arg(keys::NEXT_TITLE_ID)
-        .query_async(&mut con)
-        .await?;
+    let id: i64 = store_op(
+        Store::Redis,
+        "next_title_id",
+        redis::cmd("INCR")
+            .arg(keys::NEXT_TITLE_ID)
+            .query_async(&mut con),
+    )
+    .await?;
     let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
     a.title_id = Some(id);
     Ok(a.into_202())
@@ -171,34 +176,57 @@ pub async fn delete_title(
 pub async fn cached_title(state: &S, id: i64) -> ApiResult<Option<(Value, bool)>> {
     let mut con = state.redis.clone();
     let key = keys::title_cache(id);
-    let cached: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
+    let cached: Option<String> = store_op(
+        Store::Redis,
+        "get_title_cache",
+        redis::cmd("GET").arg(&key).query_async(&mut con),
+    )
+    .await?;
     if let Some(v) = cached.and_then(|c| serde_json::from_str::<Value>(&c).ok()) {
-        let _: i64 = redis::cmd("INCR")
-            .arg(keys::CACHE_HITS)
-            .query_async(&mut con)
-            .await?;
+        state.metrics.title_cache(true);
+        let _: i64 = store_op(
+            Store::Redis,
+            "count_cache_result",
+            redis::cmd("INCR")
+                .arg(keys::CACHE_HITS)
+                .query_async(&mut con),
+        )
+        .await?;
         return Ok(Some((v, true)));
     }
-    let _: i64 = redis::cmd("INCR")
-        .arg(keys::CACHE_MISSES)
-        .query_async(&mut con)
-        .await?;
-    let found = state
-        .mongo
-        .collection::<Document>(mongo::TITLES)
-        .find_one(doc! {"_id": id})
-        .await?;
+    state.metrics.title_cache(false);
+    let _: i64 = store_op(
+        Store::Redis,
+        "count_cache_result",
+        redis::cmd("INCR")
+            .arg(keys::CACHE_MISSES)
+            .query_async(&mut con),
+    )
+    .await?;
+    let found = store_op(
+        Store::Mongodb,
+        "find_title",
+        state
+            .mongo
+            .collection::<Document>(mongo::TITLES)
+            .find_one(doc! {"_id": id}),
+    )
+    .await?;
     let Some(d) = found else {
         return Ok(None);
     };
     let v = doc_json(d, "title_id");
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(v.to_string())
-        .arg("EX")
-        .arg(state.config.title_cache_ttl.as_secs())
-        .query_async(&mut con)
-        .await?;
+    let _: () = store_op(
+        Store::Redis,
+        "set_title_cache",
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(v.to_string())
+            .arg("EX")
+            .arg(state.config.title_cache_ttl.as_secs())
+            .query_async(&mut con),
+    )
+    .await?;
     Ok(Some((v, false)))
 }
 
@@ -248,15 +276,17 @@ pub async fn list_titles(
     if let Some(k) = q.kind {
         filter.insert("kind", json_str(&k));
     }
-    let docs: Vec<Document> = state
-        .mongo
-        .collection::<Document>(mongo::TITLES)
-        .find(filter)
-        .sort(doc! {"_id": 1})
-        .limit(limit)
-        .await?
-        .try_collect_vec()
-        .await?;
+    let titles = state.mongo.collection::<Document>(mongo::TITLES);
+    let docs: Vec<Document> = store_op(Store::Mongodb, "find_titles", async {
+        titles
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(limit)
+            .await?
+            .try_collect_vec()
+            .await
+    })
+    .await?;
     Ok(Json(
         docs.into_iter().map(|d| doc_json(d, "title_id")).collect(),
     ))
@@ -316,13 +346,15 @@ pub async fn list_relations(
     ValidPath(p): ValidPath<TitlePath>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let id = positive("path.id", p.id)?;
-    let docs = state
-        .mongo
-        .collection::<Document>(mongo::TITLE_RELATIONS)
-        .find(doc! {"title_id": id})
-        .await?
-        .try_collect_vec()
-        .await?;
+    let relations = state.mongo.collection::<Document>(mongo::TITLE_RELATIONS);
+    let docs = store_op(Store::Mongodb, "find_relations", async {
+        relations
+            .find(doc! {"title_id": id})
+            .await?
+            .try_collect_vec()
+            .await
+    })
+    .await?;
     Ok(Json(docs.into_iter().map(|d| doc_json(d, "")).collect()))
 }
 
@@ -360,54 +392,73 @@ pub async fn post_asset(
         .map(str::to_owned)
         .ok_or_else(|| ApiError::field("header.content-type", "send the file's media type"))?;
     let titles = state.mongo.collection::<Document>(mongo::TITLES);
-    if titles.find_one(doc! {"_id": id}).await?.is_none() {
+    if store_op(
+        Store::Mongodb,
+        "find_title",
+        titles.find_one(doc! {"_id": id}),
+    )
+    .await?
+    .is_none()
+    {
         return Err(ApiError::not_found(&format!("title {id}")));
     }
     let kind = json_str(&q.kind);
     let filename = q.filename.unwrap_or_else(|| format!("{kind}-{id}"));
     let bucket = assets_bucket(&state);
-    let mut up = bucket
-        .open_upload_stream(&filename)
-        .metadata(doc! {"title_id": id, "kind": &kind, "content_type": &content_type})
-        .await?;
+    let mut up = store_op(
+        Store::Mongodb,
+        "gridfs_open_upload",
+        bucket
+            .open_upload_stream(&filename)
+            .metadata(doc! {"title_id": id, "kind": &kind, "content_type": &content_type}),
+    )
+    .await?;
     let mut body = req.into_body().into_data_stream();
-    let mut length: u64 = 0;
     let max = state.config.max_asset_bytes;
-    while let Some(chunk) = body.next().await {
-        let failure = match chunk {
-            Err(e) => Some(ApiError::field(
-                "body",
-                format!("could not read the upload: {e}"),
-            )),
-            Ok(c) => {
-                length += c.len() as u64;
-                if length > max {
-                    Some(ApiError::status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload-too-large",
-                        "Payload too large",
-                        format!("assets are limited to {max} bytes"),
-                    ))
-                } else {
-                    up.write_all(&c)
-                        .await
-                        .err()
-                        .map(|e| ApiError::unavailable("mongodb", e))
+    // One span for the whole upload (a span per chunk would swamp the
+    // trace); its duration includes the client's sending. A client mistake
+    // is the inner error, a store failure the outer one.
+    let uploaded = store_op(Store::Mongodb, "gridfs_upload", async {
+        let mut length: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let c = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Err(ApiError::field(
+                        "body",
+                        format!("could not read the upload: {e}"),
+                    )));
                 }
+            };
+            length += c.len() as u64;
+            if length > max {
+                return Ok(Err(ApiError::status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    format!("assets are limited to {max} bytes"),
+                )));
             }
-        };
-        if let Some(f) = failure {
-            let _ = up.abort().await;
-            return Err(f);
+            up.write_all(&c).await?;
         }
-    }
-    if length == 0 {
-        let _ = up.abort().await;
-        return Err(ApiError::field("body", "the file is empty"));
-    }
-    up.close()
-        .await
-        .map_err(|e| ApiError::unavailable("mongodb", e))?;
+        if length == 0 {
+            return Ok(Err(ApiError::field("body", "the file is empty")));
+        }
+        up.close().await?;
+        Ok::<_, std::io::Error>(Ok(length))
+    })
+    .await;
+    let length = match uploaded {
+        Ok(Ok(length)) => length,
+        Ok(Err(client)) => {
+            let _ = store_op(Store::Mongodb, "gridfs_abort", up.abort()).await;
+            return Err(client);
+        }
+        Err(e) => {
+            let _ = store_op(Store::Mongodb, "gridfs_abort", up.abort()).await;
+            return Err(ApiError::unavailable("mongodb", e));
+        }
+    };
     let oid = up
         .id()
         .as_object_id()
@@ -427,7 +478,12 @@ pub async fn post_asset(
         }
         Err(e) => {
             // Nothing refers to the blob: do not leave it behind.
-            let _ = bucket.delete(Bson::ObjectId(oid)).await;
+            let _ = store_op(
+                Store::Mongodb,
+                "gridfs_delete",
+                bucket.delete(Bson::ObjectId(oid)),
+            )
+            .await;
             Err(e)
         }
     }
@@ -523,10 +579,13 @@ pub async fn get_asset(
     let files = state
         .mongo
         .collection::<Document>(&format!("{}.files", mongo::ASSETS_BUCKET));
-    let file = files
-        .find_one(doc! {"_id": oid, "metadata.title_id": id})
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("asset {} of title {id}", p.asset_id)))?;
+    let file = store_op(
+        Store::Mongodb,
+        "find_asset",
+        files.find_one(doc! {"_id": oid, "metadata.title_id": id}),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(&format!("asset {} of title {id}", p.asset_id)))?;
     let len = number(&file, "length");
     let chunk = number(&file, "chunkSize").max(1);
     let content_type = file
@@ -560,10 +619,15 @@ pub async fn get_asset(
     let chunks = state
         .mongo
         .collection::<Document>(&format!("{}.chunks", mongo::ASSETS_BUCKET));
-    let cursor = chunks
-        .find(doc! {"files_id": oid, "n": {"$gte": (start / chunk) as i64, "$lte": (end / chunk) as i64}})
-        .sort(doc! {"n": 1})
-        .await?;
+    // The span covers opening the cursor; the chunks stream with the body.
+    let cursor = store_op(
+        Store::Mongodb,
+        "find_asset_chunks",
+        chunks
+            .find(doc! {"files_id": oid, "n": {"$gte": (start / chunk) as i64, "$lte": (end / chunk) as i64}})
+            .sort(doc! {"n": 1}),
+    )
+    .await?;
     // Only the chunks that overlap the range are read, each trimmed to it.
     let stream = cursor.map(move |d| {
         let d = d.map_err(std::io::Error::other)?;
@@ -663,15 +727,17 @@ pub async fn views(state: &S, user_id: i64, q: ViewsQuery) -> ApiResult<Vec<Valu
     if let Some(c) = q.completed {
         filter.insert("completed", c);
     }
-    let docs = state
-        .mongo
-        .collection::<Document>(mongo::VIEWS)
-        .find(filter)
-        .sort(doc! {"watched_at": -1})
-        .limit(limit)
-        .await?
-        .try_collect_vec()
-        .await?;
+    let views = state.mongo.collection::<Document>(mongo::VIEWS);
+    let docs = store_op(Store::Mongodb, "find_views", async {
+        views
+            .find(filter)
+            .sort(doc! {"watched_at": -1})
+            .limit(limit)
+            .await?
+            .try_collect_vec()
+            .await
+    })
+    .await?;
     Ok(docs.into_iter().map(|d| doc_json(d, "view_id")).collect())
 }
 
@@ -738,13 +804,17 @@ pub async fn post_recommendations(
 }
 
 pub async fn recommendations(state: &S, user_id: i64) -> ApiResult<Value> {
-    state
-        .mongo
-        .collection::<Document>(mongo::RECOMMENDATIONS)
-        .find_one(doc! {"_id": user_id})
-        .await?
-        .map(|d| doc_json(d, "user_id"))
-        .ok_or_else(|| ApiError::not_found(&format!("recommendations for user {user_id}")))
+    store_op(
+        Store::Mongodb,
+        "find_recommendations",
+        state
+            .mongo
+            .collection::<Document>(mongo::RECOMMENDATIONS)
+            .find_one(doc! {"_id": user_id}),
+    )
+    .await?
+    .map(|d| doc_json(d, "user_id"))
+    .ok_or_else(|| ApiError::not_found(&format!("recommendations for user {user_id}")))
 }
 
 /// A user's latest recommendations.
@@ -802,14 +872,18 @@ pub async fn get_ranking(
         RankingKind::TopRated => keys::rank_rating(window, now),
     };
     let mut con = state.redis.clone();
-    let items: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(&key)
-        .arg(0)
-        .arg(limit - 1)
-        .arg("REV")
-        .arg("WITHSCORES")
-        .query_async(&mut con)
-        .await?;
+    let items: Vec<(String, f64)> = store_op(
+        Store::Redis,
+        "get_ranking",
+        redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(limit - 1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .query_async(&mut con),
+    )
+    .await?;
     let items: Vec<Value> = items
         .into_iter()
         .map(|(id, score)| json!({"title_id": id.parse::<i64>().ok(), "score": score}))
@@ -825,11 +899,15 @@ pub async fn get_ranking(
 pub async fn get_counters(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let mut con = state.redis.clone();
-    let (hits, misses): (Option<i64>, Option<i64>) = redis::pipe()
-        .get(keys::CACHE_HITS)
-        .get(keys::CACHE_MISSES)
-        .query_async(&mut con)
-        .await?;
+    let (hits, misses): (Option<i64>, Option<i64>) = store_op(
+        Store::Redis,
+        "get_counters",
+        redis::pipe()
+            .get(keys::CACHE_HITS)
+            .get(keys::CACHE_MISSES)
+            .query_async(&mut con),
+    )
+    .await?;
     Ok(Json(
         json!({"cache_hits": hits.unwrap_or(0), "cache_misses": misses.unwrap_or(0)}),
     ))

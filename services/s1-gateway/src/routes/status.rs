@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use polystream_common::status::CommandStatus;
+use polystream_common::instrument::{Store, store_op};
+use polystream_common::status::{CommandStatus, State as StatusState};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -54,9 +55,26 @@ pub async fn lookup(state: &crate::state::State, id: Uuid, wait: u64) -> ApiResu
             format!("must be at most {max} seconds"),
         ));
     }
-    state
-        .status
-        .wait(id, Duration::from_secs(wait))
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("command {id}")))
+    // Named apart from reads: its duration is mostly the client's wait.
+    let op = if wait == 0 {
+        "get_status"
+    } else {
+        "wait_status"
+    };
+    let found = store_op(
+        Store::Redis,
+        op,
+        state.status.wait(id, Duration::from_secs(wait)),
+    )
+    .await?;
+    if wait > 0
+        && let Some(s) = &found
+    {
+        state.metrics.status_wait(match s.state {
+            StatusState::Completed => "completed",
+            StatusState::Failed => "failed",
+            StatusState::Pending => "timeout",
+        });
+    }
+    found.ok_or_else(|| ApiError::not_found(&format!("command {id}")))
 }

@@ -49,8 +49,24 @@ fn config(overrides: &[(&str, &str)]) -> Config {
     c
 }
 
+/// Logs and local (unexported) traces for the whole test binary, so spans,
+/// trace ids in logs and metric exemplars behave as in production.
+fn telemetry() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let mut c = polystream_common::telemetry::TelemetryConfig::local("polystream-s1-gateway");
+        c.test_writer = true;
+        // Kept for the process's lifetime: nothing is exported, nothing to
+        // flush. A test binary that installed its own (an OTLP export) keeps it.
+        if let Ok(guard) = polystream_common::telemetry::init_with(c) {
+            std::mem::forget(guard);
+        }
+    });
+}
+
 /// Starts S1 with its own topic; `overrides` are extra environment variables.
 pub async fn start(overrides: &[(&str, &str)]) -> Harness {
+    telemetry();
     let mut config = config(overrides);
     let kafka_alive = !overrides
         .iter()

@@ -7,4 +7,5 @@ mod accounts;
 mod catalog;
 mod harness;
 mod legacy;
+mod observability;
 mod platform;

@@ -24,6 +24,20 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+pub const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+
+/// The tracing layers the binary installs, without span export, logging
+/// through the test harness (shown for failed tests only). A second call, or
+/// a test binary that installed its own first, keeps the first.
+pub fn init_telemetry() {
+    let mut config =
+        polystream_common::telemetry::TelemetryConfig::local("polystream-s2-processor-test");
+    config.test_writer = true;
+    if let Ok(guard) = polystream_common::telemetry::init_with(config) {
+        // Nothing is exported, so there is nothing to flush.
+        std::mem::forget(guard);
+    }
+}
 
 /// Ids no other run or test uses: time-based, then counted up.
 pub fn unique_id() -> i64 {
@@ -76,6 +90,8 @@ pub struct Env {
     pub status: StatusStore,
     responses: StreamConsumer,
     seen: HashMap<Uuid, Vec<Envelope<Value>>>,
+    /// The trace every outcome must continue (the commands' trace).
+    pub trace_id: String,
 }
 
 fn fail(server: &str, component: &str, err: impl std::fmt::Display) -> ! {
@@ -88,6 +104,9 @@ fn fail(server: &str, component: &str, err: impl std::fmt::Display) -> ! {
 impl Env {
     /// Fresh topics, group and MongoDB database; the processor is not started yet.
     pub async fn new() -> Self {
+        // The tracing layers the binary installs (without span export), so
+        // trace context propagates as in production.
+        init_telemetry();
         let mut config = Config::from_env().unwrap_or_else(|e| panic!("{e}"));
         let name = unique_name("s2t");
         config.topics = Topics {
@@ -152,6 +171,7 @@ impl Env {
             status,
             responses,
             seen: HashMap::new(),
+            trace_id: TRACE_ID.to_owned(),
         }
     }
 
@@ -239,12 +259,16 @@ impl Env {
                     .find(|h| h.key == "traceparent")
                     .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
             });
+            // The same trace, continued by S2's own send span.
+            let trace = trace.unwrap_or_default();
+            let parts: Vec<&str> = trace.split('-').collect();
             assert_eq!(
-                trace.as_deref(),
-                Some(TRACEPARENT),
-                "the traceparent header is forwarded on {}",
+                parts.get(1).copied(),
+                Some(self.trace_id.as_str()),
+                "the outcome of {} continues the command's trace: {trace}",
                 env.event_type
             );
+            assert_ne!(trace, TRACEPARENT, "the parent is S2's send span");
             self.seen.entry(env.correlationid).or_default().push(env);
         }
     }
@@ -387,4 +411,39 @@ impl Proxy {
     pub fn restore(&self) {
         self.up.send_replace(true);
     }
+}
+
+/// The value of the first sample of `name` whose labels include `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let line = line.split(" # ").next()?;
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name {
+            return None;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// The sample lines of `name` that carry an exemplar.
+pub fn exemplar_lines<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    text.lines()
+        .filter(move |l| l.starts_with(&format!("{name}{{")) && l.contains(" # {"))
+}
+
+/// `GET /metrics` as Prometheus asks for it: OpenMetrics, with exemplars.
+pub async fn get_metrics(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap()
 }

@@ -1,0 +1,1077 @@
+//! The controller on the real control plane (kube-apiserver, controller-manager,
+//! scheduler, kwok): each test runs its own in-process controller scoped to a
+//! unique namespace, so tests never touch each other's objects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Resource, ResourceExt};
+use polystream_operator::StreamingPlatform;
+use polystream_operator::builders::CONFIG_HASH_ANNOTATION;
+use polystream_operator::controller::{self, ControllerConfig, FIELD_MANAGER};
+use polystream_operator::metrics::OperatorMetrics;
+use polystream_smoke_tests::{env_or, kube_client, unique};
+use serde_json::json;
+
+const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
+const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
+const SECRETS: &str = include_str!("../../k8s/samples/secrets.yaml");
+const NAME: &str = "polystream";
+const COMPONENTS: [&str; 3] = ["gateway", "processor", "monitor"];
+/// Poll interval of every wait below.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Server-side applies the committed CRD and waits until it is served.
+async fn install_crd(client: &Client) {
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
+    let name = crd.metadata.name.clone().unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        &name,
+        &PatchParams::apply("polystream-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server refused crds/streamingplatform.yaml: {e}"));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD was not Established within 30s")
+    .unwrap();
+}
+
+/// A namespace deleted when dropped, even if the test panics.
+struct TestNamespace {
+    name: String,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await and the test's runtime is blocked here: a fresh
+        // client on its own runtime in another thread deletes the namespace.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(client) = Client::try_default().await {
+                    let _ = Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A namespace with the store Secret, and a controller watching only it.
+struct Running {
+    client: Client,
+    ns: TestNamespace,
+    metrics: OperatorMetrics,
+    /// The controller's readiness flag (what `/ready` serves).
+    ready: tokio::sync::watch::Receiver<bool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start(prefix: &str, requeue_after: Duration) -> Self {
+        let client = kube_client().await;
+        install_crd(&client).await;
+        let name = unique(prefix);
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let ns = TestNamespace { name };
+        Api::<Secret>::namespaced(client.clone(), &ns.name)
+            .create(&PostParams::default(), &store_secret())
+            .await
+            .unwrap();
+        let metrics = OperatorMetrics::new();
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        let config = ControllerConfig {
+            requeue_after,
+            metrics: metrics.clone(),
+            readiness: Some(ready_tx),
+            ..ControllerConfig::namespaced(&ns.name)
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(client.clone(), config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            client,
+            ns,
+            metrics,
+            ready,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    async fn create_sample(&self) -> StreamingPlatform {
+        self.api::<StreamingPlatform>()
+            .create(&PostParams::default(), &sample())
+            .await
+            .unwrap()
+    }
+
+    /// Merge-patches the platform's spec (as a user would with kubectl).
+    async fn patch_spec(&self, spec: serde_json::Value) {
+        self.api::<StreamingPlatform>()
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn deployment(&self, component: &str) -> Option<Deployment> {
+        self.api::<Deployment>()
+            .get_opt(&format!("{NAME}-{component}"))
+            .await
+            .unwrap()
+    }
+
+    /// Waits for the Ready condition to be True.
+    async fn wait_ready(&self) -> StreamingPlatform {
+        let api = self.api::<StreamingPlatform>();
+        eventually(
+            "the platform to become Ready",
+            Duration::from_secs(90),
+            || {
+                let api = api.clone();
+                async move {
+                    let sp = api.get(NAME).await.map_err(|e| e.to_string())?;
+                    match condition(&sp, "Ready") {
+                        Some(("True", _)) => Ok(sp),
+                        _ => Err(format!("{:#?}", sp.status)),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// The operator's successful reconciliations so far (its own metric).
+    fn reconciliations(&self) -> u64 {
+        counter(
+            &self.metrics.encode(),
+            "polystream_operator_reconciliations_total{outcome=\"ok\"}",
+        )
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the controller did not stop within 20s of its shutdown signal")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The sample's Secret, pointing at the local stores from `./dev env`.
+fn store_secret() -> Secret {
+    let mut secret: Secret = serde_saphyr::from_str(SECRETS).unwrap();
+    let data = secret.string_data.get_or_insert_default();
+    let sample = data.clone();
+    for (key, var) in [
+        ("postgres-uri", "DATABASE_URL"),
+        ("mongodb-uri", "MONGODB_URI"),
+        ("redis-uri", "REDIS_URL"),
+        ("opensearch-url", "OPENSEARCH_URL"),
+    ] {
+        data.insert(key.into(), env_or(var, &sample[key]));
+    }
+    secret
+}
+
+fn sample() -> StreamingPlatform {
+    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
+    sp.spec.stores.kafka.bootstrap_servers = env_or(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        &sp.spec.stores.kafka.bootstrap_servers,
+    );
+    sp
+}
+
+fn condition<'a>(sp: &'a StreamingPlatform, type_: &str) -> Option<(&'a str, &'a str)> {
+    sp.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+/// Polls `f` every [`TICK`] until it returns `Ok`, failing with its last
+/// `Err` (what it saw) after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(TICK).await,
+        }
+    }
+}
+
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn pod_template(d: &Deployment) -> serde_json::Value {
+    serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap()
+}
+
+fn config_hash(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+/// The pod templates of the three Deployments, by component.
+async fn templates(run: &Running) -> Result<BTreeMap<&'static str, serde_json::Value>, String> {
+    let mut out = BTreeMap::new();
+    for c in COMPONENTS {
+        let d = run
+            .deployment(c)
+            .await
+            .ok_or(format!("no {c} Deployment yet"))?;
+        out.insert(c, pod_template(&d));
+    }
+    Ok(out)
+}
+
+/// The template without its config-hash annotation.
+fn without_hash(template: &serde_json::Value) -> serde_json::Value {
+    let mut t = template.clone();
+    if let Some(a) = t
+        .pointer_mut("/metadata/annotations")
+        .and_then(|a| a.as_object_mut())
+    {
+        a.remove(CONFIG_HASH_ANNOTATION);
+    }
+    t
+}
+
+/// Waits until every Deployment's pod template satisfies `accept`.
+async fn wait_templates(
+    run: &Running,
+    what: &str,
+    accept: impl Fn(&str, &serde_json::Value) -> bool,
+) -> BTreeMap<&'static str, serde_json::Value> {
+    eventually(what, Duration::from_secs(30), || {
+        let accept = &accept;
+        async move {
+            let t = templates(run).await?;
+            if t.iter().all(|(c, v)| accept(c, v)) {
+                Ok(t)
+            } else {
+                Err(format!("{t:#?}"))
+            }
+        }
+    })
+    .await
+}
+
+fn hash_of(template: &serde_json::Value) -> String {
+    template
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            CONFIG_HASH_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn events_with_reason(run: &Running, reason: &str) -> Vec<Event> {
+    run.api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+#[tokio::test]
+async fn sample_gets_every_child_with_its_content_and_becomes_ready() {
+    let mut run = Running::start("op-ctl-sample", controller::DEFAULT_REQUEUE).await;
+    tokio::time::timeout(Duration::from_secs(10), run.ready.wait_for(|r| *r))
+        .await
+        .expect("the controller did not report ready within 10s of starting")
+        .unwrap();
+    let sp = run.create_sample().await;
+    let uid = sp.uid().unwrap();
+    let started = Instant::now();
+
+    let owned = |meta: &kube::api::ObjectMeta| {
+        let owner = &meta.owner_references.as_ref().expect("no owner reference")[0];
+        assert_eq!(owner.uid, uid);
+        assert_eq!(owner.kind, "StreamingPlatform");
+        assert_eq!(owner.controller, Some(true));
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/instance"], NAME);
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"],
+            "polystream-operator"
+        );
+    };
+
+    let deployments = eventually("every child", Duration::from_secs(30), || async {
+        let lp = ListParams::default();
+        let deployments = run.api::<Deployment>().list(&lp).await.unwrap().items;
+        let policies = run.api::<NetworkPolicy>().list(&lp).await.unwrap().items;
+        let hpas = run
+            .api::<HorizontalPodAutoscaler>()
+            .list(&lp)
+            .await
+            .unwrap()
+            .items;
+        // The NetworkPolicy is applied last.
+        if deployments.len() == 3 && !policies.is_empty() && !hpas.is_empty() {
+            Ok(deployments)
+        } else {
+            Err(format!(
+                "{} Deployments, {} NetworkPolicies, {} HPAs",
+                deployments.len(),
+                policies.len(),
+                hpas.len()
+            ))
+        }
+    })
+    .await;
+    for d in &deployments {
+        owned(&d.metadata);
+        let component = &d.labels()["app.kubernetes.io/component"];
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let container = &pod.containers[0];
+        let binary = match component.as_str() {
+            "gateway" => "polystream-s1-gateway",
+            "processor" => "polystream-s2-processor",
+            "monitor" => "polystream-s3-monitor",
+            other => panic!("unexpected component {other}"),
+        };
+        assert_eq!(container.command.as_deref(), Some(&[binary.to_owned()][..]));
+        assert_eq!(container.image.as_deref(), Some("polystream:latest"));
+        let from = container.env_from.as_ref().unwrap();
+        assert_eq!(
+            from[0].config_map_ref.as_ref().unwrap().name,
+            format!("{NAME}-config")
+        );
+        // Credentials come from the Secret, never inline.
+        let env = container.env.as_ref().unwrap();
+        let redis = env.iter().find(|e| e.name == "REDIS_URL");
+        if let Some(redis) = redis {
+            let r = redis
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(
+                (r.name.as_str(), r.key.as_str()),
+                ("polystream-stores", "redis-uri")
+            );
+            assert!(redis.value.is_none());
+        }
+        assert!(
+            !config_hash(d).is_empty(),
+            "no config hash on {}",
+            d.name_any()
+        );
+        let sc = container.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+    }
+    let processor = deployments
+        .iter()
+        .find(|d| d.name_any() == format!("{NAME}-processor"))
+        .unwrap();
+    assert_eq!(processor.spec.as_ref().unwrap().replicas, Some(2));
+
+    let cm = run
+        .api::<ConfigMap>()
+        .get(&format!("{NAME}-config"))
+        .await
+        .unwrap();
+    owned(&cm.metadata);
+    assert_eq!(
+        cm.data.as_ref().unwrap()["KAFKA_BOOTSTRAP_SERVERS"],
+        sample().spec.stores.kafka.bootstrap_servers
+    );
+    let sa = run.api::<ServiceAccount>().get(NAME).await.unwrap();
+    owned(&sa.metadata);
+    let gateway = run
+        .api::<Service>()
+        .get(&format!("{NAME}-gateway"))
+        .await
+        .unwrap();
+    owned(&gateway.metadata);
+    assert!(
+        gateway
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|p| p.port == 8080),
+        "{gateway:?}"
+    );
+    let pdbs = run
+        .api::<PodDisruptionBudget>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(pdbs.items.len(), 3, "one PodDisruptionBudget per component");
+    pdbs.items.iter().for_each(|p| owned(&p.metadata));
+    // Only the gateway autoscales in the sample.
+    let hpas = run
+        .api::<HorizontalPodAutoscaler>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(hpas.items.len(), 1, "{hpas:?}");
+    let hpa = hpas.items[0].spec.as_ref().unwrap();
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 5));
+    assert_eq!(hpa.scale_target_ref.name, format!("{NAME}-gateway"));
+    let policies = run
+        .api::<NetworkPolicy>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(!policies.items.is_empty(), "no NetworkPolicy");
+    policies.items.iter().for_each(|p| owned(&p.metadata));
+    eprintln!("every child present after {:?}", started.elapsed());
+
+    let sp = run.wait_ready().await;
+    eprintln!("Ready after {:?}", started.elapsed());
+    let status = sp.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, sp.metadata.generation);
+    assert_eq!(
+        status.gateway_url.as_deref(),
+        Some(format!("http://{NAME}-gateway.{}.svc:8080", run.ns.name).as_str())
+    );
+    let processor = status.processor.as_ref().unwrap();
+    assert_eq!(
+        (processor.desired_replicas, processor.ready_replicas),
+        (2, 2)
+    );
+    let gateway = status.gateway.as_ref().unwrap();
+    assert_eq!(gateway.ready_replicas, gateway.desired_replicas);
+    for c in ["Progressing", "Degraded", "Paused"] {
+        assert_eq!(
+            condition(&sp, c).map(|c| c.0),
+            Some("False"),
+            "{c}: {status:#?}"
+        );
+    }
+    assert!(
+        !events_with_reason(&run, "Ready").await.is_empty(),
+        "no Ready Event was published"
+    );
+
+    // `kubectl get sp` shows the status through the printer columns.
+    let kubectl = env_or("KUBECTL", "kubectl");
+    let output = tokio::process::Command::new(&kubectl)
+        .args(["get", "sp", "-n", &run.ns.name, "--no-headers"])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot run kubectl ({kubectl}; set KUBECTL from `./dev env`): {e}")
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let columns: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(
+        columns[..3],
+        [NAME, "True", status.gateway_url.as_deref().unwrap()],
+        "{stdout}"
+    );
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn replicas_scale_settings_and_rotated_secrets_roll_nothing_else_does() {
+    let run = Running::start("op-ctl-rollout", controller::DEFAULT_REQUEUE).await;
+    run.create_sample().await;
+    let before = wait_templates(&run, "the three Deployments", |_, t| !hash_of(t).is_empty()).await;
+
+    // Replicas: the count changes, the pod templates do not.
+    run.patch_spec(json!({"processor": {"replicas": 3}})).await;
+    eventually("processor replicas 3", Duration::from_secs(30), || async {
+        let d = run.deployment("processor").await.unwrap();
+        match d.spec.as_ref().unwrap().replicas {
+            Some(3) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        templates(&run).await.unwrap(),
+        before,
+        "a replica change altered a pod template"
+    );
+
+    // A setting: the ConfigMap and the config hash change, nothing else in the template.
+    let cm_before = run
+        .api::<ConfigMap>()
+        .get(&format!("{NAME}-config"))
+        .await
+        .unwrap()
+        .data;
+    run.patch_spec(json!({"observability": {"samplingRatio": 0.5}}))
+        .await;
+    let after_setting =
+        wait_templates(&run, "a new config hash after a setting changed", |c, t| {
+            hash_of(t) != hash_of(&before[c])
+        })
+        .await;
+    for c in COMPONENTS {
+        assert_eq!(
+            without_hash(&after_setting[c]),
+            without_hash(&before[c]),
+            "{c}: the template changed beyond the hash"
+        );
+    }
+    let cm_after = run
+        .api::<ConfigMap>()
+        .get(&format!("{NAME}-config"))
+        .await
+        .unwrap()
+        .data;
+    assert_ne!(
+        cm_before, cm_after,
+        "the ConfigMap did not change with the setting"
+    );
+
+    // A rotated Secret: a new version rolls the pods through the hash only.
+    let secrets = run.api::<Secret>();
+    secrets
+        .patch(
+            "polystream-stores",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"rotated-at": "now"}})),
+        )
+        .await
+        .unwrap();
+    let after_rotation = wait_templates(
+        &run,
+        "a new config hash after the Secret rotated",
+        |c, t| hash_of(t) != hash_of(&after_setting[c]),
+    )
+    .await;
+    for c in COMPONENTS {
+        assert_eq!(
+            without_hash(&after_rotation[c]),
+            without_hash(&after_setting[c]),
+            "{c}: the template changed beyond the hash"
+        );
+    }
+    // The replica count survived it all.
+    let processor = run.deployment("processor").await.unwrap();
+    assert_eq!(processor.spec.as_ref().unwrap().replicas, Some(3));
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn children_deleted_or_edited_by_hand_are_restored() {
+    let run = Running::start("op-ctl-restore", controller::DEFAULT_REQUEUE).await;
+    run.create_sample().await;
+    let services = run.api::<Service>();
+    let configmaps = run.api::<ConfigMap>();
+    let gateway_svc = format!("{NAME}-gateway");
+    let config = format!("{NAME}-config");
+    let (svc_uid, cm_uid) = eventually(
+        "the gateway Service and the ConfigMap",
+        Duration::from_secs(30),
+        || async {
+            let svc = services.get_opt(&gateway_svc).await.unwrap();
+            let cm = configmaps.get_opt(&config).await.unwrap();
+            match (svc, cm) {
+                (Some(s), Some(c)) => Ok((s.uid().unwrap(), c.uid().unwrap())),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // Let the first reconciles settle so the deletions are drift, not creation.
+    run.wait_ready().await;
+
+    services
+        .delete(&gateway_svc, &DeleteParams::default())
+        .await
+        .unwrap();
+    configmaps
+        .delete(&config, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the deleted Service and ConfigMap to come back",
+        Duration::from_secs(30),
+        || async {
+            let svc = services.get_opt(&gateway_svc).await.unwrap();
+            let cm = configmaps.get_opt(&config).await.unwrap();
+            match (svc, cm) {
+                (Some(s), Some(c)) if s.uid().unwrap() != svc_uid && c.uid().unwrap() != cm_uid => {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    // A hand edit of a field the operator manages, by another field manager.
+    let deployments = run.api::<Deployment>();
+    let processor = format!("{NAME}-processor");
+    deployments
+        .patch(
+            &processor,
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"replicas": 7, "template": {"spec": {"containers": [
+                    {"name": "processor", "image": "evil:latest"}
+                ]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the edited Deployment to be restored",
+        Duration::from_secs(30),
+        || async {
+            let d = deployments.get(&processor).await.unwrap();
+            let spec = d.spec.as_ref().unwrap();
+            let image = spec.template.spec.as_ref().unwrap().containers[0]
+                .image
+                .clone();
+            if spec.replicas == Some(2) && image.as_deref() == Some("polystream:latest") {
+                Ok(())
+            } else {
+                Err(format!("replicas {:?}, image {image:?}", spec.replicas))
+            }
+        },
+    )
+    .await;
+    let managers: Vec<String> = deployments
+        .get(&processor)
+        .await
+        .unwrap()
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(managers.iter().any(|m| m == FIELD_MANAGER), "{managers:?}");
+    eventually("a Restored Event", Duration::from_secs(10), || async {
+        let events = events_with_reason(&run, "Restored").await;
+        if events.is_empty() {
+            Err("none".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    run.stop().await;
+}
+
+/// Every write request the admin user (tests and in-process operators) sent
+/// into `namespace` since `since`, from the API server's audit log.
+fn audited_writes(namespace: &str, since: Timestamp) -> Vec<String> {
+    let path = std::env::var("HOME")
+        .map(|h| format!("{h}/.local/state/polystream/logs/kube-audit.log"))
+        .unwrap();
+    let log = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the API server's audit log {path}: {e} (is `./dev up kube_apiserver` running?)"));
+    let needle = format!("\"namespace\":\"{namespace}\"");
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            let verb = e["verb"].as_str().unwrap_or_default();
+            matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            ) && e["objectRef"]["namespace"] == namespace
+                && e["user"]["username"] == "polystream-admin"
+                && e["requestReceivedTimestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_some_and(|t| t >= since)
+        })
+        .map(|e| format!("{} {} ({})", e["verb"], e["requestURI"], e["userAgent"]))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_steady_state_makes_no_writes_for_a_minute() {
+    // A short requeue, so the minute holds a dozen reconciles, not one.
+    let run = Running::start("op-ctl-steady", Duration::from_secs(5)).await;
+    run.create_sample().await;
+    run.wait_ready().await;
+    // The last status write and the writes' echoes settle first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let since = Timestamp::now();
+    let reconciles_before = run.reconciliations();
+    // Every distinct set of conditions seen in the window, to say what moved.
+    let api = run.api::<StreamingPlatform>();
+    let mut seen: Vec<Vec<(String, String, String, String)>> = Vec::new();
+    let window = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < window {
+        let sp = api.get(NAME).await.unwrap();
+        let mut conditions: Vec<_> = sp
+            .status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .map(|c| (c.type_, c.status, c.reason, c.message))
+            .collect();
+        conditions.sort();
+        if seen.last() != Some(&conditions) {
+            seen.push(conditions);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let reconciles = run.reconciliations() - reconciles_before;
+    // The apiserver writes its audit log synchronously, but give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writes = audited_writes(&run.ns.name, since);
+    assert!(
+        reconciles >= 10,
+        "only {reconciles} reconciles in the minute: the test proves nothing"
+    );
+    assert!(
+        writes.is_empty(),
+        "{} write requests in a steady state over {reconciles} reconciles:\n{}\n\
+         conditions seen meanwhile: {seen:#?}",
+        writes.len(),
+        writes.join("\n")
+    );
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_platform_changes_nothing_and_says_so() {
+    let run = Running::start("op-ctl-paused", controller::DEFAULT_REQUEUE).await;
+    run.create_sample().await;
+    run.wait_ready().await;
+
+    run.patch_spec(json!({"paused": true, "processor": {"replicas": 4}}))
+        .await;
+    let api = run.api::<StreamingPlatform>();
+    let sp = eventually("the Paused condition", Duration::from_secs(30), || async {
+        let sp = api.get(NAME).await.unwrap();
+        match condition(&sp, "Paused") {
+            Some(("True", "Paused")) => Ok(sp),
+            _ => Err(format!("{:#?}", sp.status)),
+        }
+    })
+    .await;
+    let paused = sp
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Paused")
+        .unwrap();
+    assert!(paused.message.contains("paused"), "{}", paused.message);
+    assert_eq!(condition(&sp, "Progressing"), Some(("False", "Paused")));
+    // Neither the new replica count nor a deleted child is acted on.
+    run.api::<Service>()
+        .delete(&format!("{NAME}-gateway"), &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let processor = run.deployment("processor").await.unwrap();
+    assert_eq!(
+        processor.spec.as_ref().unwrap().replicas,
+        Some(2),
+        "paused, yet applied"
+    );
+    assert!(
+        run.api::<Service>()
+            .get_opt(&format!("{NAME}-gateway"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !events_with_reason(&run, "Paused").await.is_empty(),
+        "no Paused Event"
+    );
+
+    // Resumed: everything catches up.
+    run.patch_spec(json!({"paused": false})).await;
+    eventually(
+        "the changes after resuming",
+        Duration::from_secs(30),
+        || async {
+            let replicas = run
+                .deployment("processor")
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .replicas;
+            let svc = run
+                .api::<Service>()
+                .get_opt(&format!("{NAME}-gateway"))
+                .await
+                .unwrap();
+            let sp = api.get(NAME).await.unwrap();
+            if replicas == Some(4)
+                && svc.is_some()
+                && condition(&sp, "Paused").map(|c| c.0) == Some("False")
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "replicas {replicas:?}, service {}, {:?}",
+                    svc.is_some(),
+                    condition(&sp, "Paused")
+                ))
+            }
+        },
+    )
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_platform_garbage_collects_its_children() {
+    let run = Running::start("op-ctl-gc", controller::DEFAULT_REQUEUE).await;
+    run.create_sample().await;
+    eventually("the Deployments", Duration::from_secs(30), || async {
+        let n = run
+            .api::<Deployment>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        if n == 3 { Ok(()) } else { Err(format!("{n}")) }
+    })
+    .await;
+    run.api::<StreamingPlatform>()
+        .delete(NAME, &DeleteParams::background())
+        .await
+        .unwrap();
+    // The controller-manager's garbage collector follows the owner references.
+    eventually(
+        "the children to be garbage-collected",
+        Duration::from_secs(60),
+        || async {
+            let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={NAME}"));
+            let counts = (
+                run.api::<Deployment>().list(&lp).await.unwrap().items.len(),
+                run.api::<ConfigMap>().list(&lp).await.unwrap().items.len(),
+                run.api::<Service>().list(&lp).await.unwrap().items.len(),
+                run.api::<ServiceAccount>()
+                    .list(&lp)
+                    .await
+                    .unwrap()
+                    .items
+                    .len(),
+                run.api::<PodDisruptionBudget>()
+                    .list(&lp)
+                    .await
+                    .unwrap()
+                    .items
+                    .len(),
+                run.api::<HorizontalPodAutoscaler>()
+                    .list(&lp)
+                    .await
+                    .unwrap()
+                    .items
+                    .len(),
+                run.api::<NetworkPolicy>()
+                    .list(&lp)
+                    .await
+                    .unwrap()
+                    .items
+                    .len(),
+            );
+            if counts == (0, 0, 0, 0, 0, 0, 0) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?} left"))
+            }
+        },
+    )
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn one_malformed_platform_does_not_stop_the_others() {
+    let run = Running::start("op-ctl-malformed", controller::DEFAULT_REQUEUE).await;
+    // Passes the schema (an integer ≥ 0) but not the Rust types (i32).
+    let mut broken = serde_json::to_value(sample()).unwrap();
+    broken["metadata"]["name"] = json!("broken");
+    broken["spec"]["gateway"]["replicas"] = json!(3_000_000_000_i64);
+    let dynamic: kube::api::DynamicObject = serde_json::from_value(broken).unwrap();
+    let ar = controller::platform_resource();
+    Api::<kube::api::DynamicObject>::namespaced_with(run.client.clone(), &run.ns.name, &ar)
+        .create(&PostParams::default(), &dynamic)
+        .await
+        .expect("the API server refused a platform that passes the schema");
+    run.create_sample().await;
+
+    eventually(
+        "the good platform's Deployments",
+        Duration::from_secs(30),
+        || async {
+            let n = run
+                .api::<Deployment>()
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len();
+            if n == 3 { Ok(()) } else { Err(format!("{n}")) }
+        },
+    )
+    .await;
+    let event = eventually(
+        "an InvalidSpec Event for the broken platform",
+        Duration::from_secs(30),
+        || async {
+            events_with_reason(&run, "InvalidSpec")
+                .await
+                .into_iter()
+                .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken"))
+                .ok_or_else(|| "none".to_owned())
+        },
+    )
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        event.note.unwrap_or_default().contains("replicas"),
+        "the Event does not say what is wrong"
+    );
+    assert!(
+        counter(
+            &run.metrics.encode(),
+            "polystream_operator_reconcile_errors_total{kind=\"invalid_spec\"}"
+        ) >= 1,
+        "{}",
+        run.metrics.encode()
+    );
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn removing_autoscaling_deletes_the_hpa_and_sets_replicas() {
+    let run = Running::start("op-ctl-hpa", controller::DEFAULT_REQUEUE).await;
+    run.create_sample().await;
+    let hpas = run.api::<HorizontalPodAutoscaler>();
+    let gateway = format!("{NAME}-gateway");
+    eventually("the gateway HPA", Duration::from_secs(30), || async {
+        match hpas.get_opt(&gateway).await.unwrap() {
+            Some(_) => Ok(()),
+            None => Err("none".to_owned()),
+        }
+    })
+    .await;
+    run.patch_spec(json!({"gateway": {"autoscaling": null, "replicas": 3}}))
+        .await;
+    eventually(
+        "the HPA deleted and the gateway at 3 replicas",
+        Duration::from_secs(30),
+        || async {
+            let hpa = hpas.get_opt(&gateway).await.unwrap();
+            let replicas = run
+                .deployment("gateway")
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .replicas;
+            if hpa.is_none() && replicas == Some(3) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "HPA present: {}, replicas {replicas:?}",
+                    hpa.is_some()
+                ))
+            }
+        },
+    )
+    .await;
+    run.stop().await;
+}

@@ -1,0 +1,267 @@
+//! A request's trace in a real OTLP receiver (Jaeger): S3's consumer spans
+//! continue it twice — under the command's producer span (S1's send) and
+//! under the outcome's (S2's send) — and the OpenSearch bulk request that
+//! made them durable is a store span child of one and linked to the other.
+//! Its own test binary: the tracer provider is process-wide and here exports
+//! to Jaeger.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TraceContextExt;
+use polystream_common::config::{StoreEndpoints, TopicLayout, Topics};
+use polystream_common::events::Envelope;
+use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
+use polystream_common::telemetry::{TelemetryConfig, init_with};
+use polystream_s3_monitor::{Config, Monitor};
+use polystream_smoke_tests::{env_or, unique, unreachable};
+use serde_json::{Value, json};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+#[derive(Debug)]
+struct Span {
+    id: String,
+    parent: Option<String>,
+    links: Vec<String>,
+    operation: String,
+    kind: String,
+    tags: BTreeMap<String, String>,
+}
+
+fn spans_of(answer: &Value) -> Vec<Span> {
+    let mut out = Vec::new();
+    for trace in answer["data"].as_array().into_iter().flatten() {
+        for s in trace["spans"].as_array().into_iter().flatten() {
+            let tags: BTreeMap<String, String> = s["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let v = match &t["value"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (t["key"].as_str().unwrap().to_owned(), v)
+                })
+                .collect();
+            let refs = |kind: &str| -> Vec<String> {
+                s["references"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["refType"] == kind)
+                    .filter_map(|r| r["spanID"].as_str().map(str::to_owned))
+                    .collect()
+            };
+            out.push(Span {
+                id: s["spanID"].as_str().unwrap().to_owned(),
+                parent: refs("CHILD_OF").into_iter().next(),
+                links: refs("FOLLOWS_FROM"),
+                operation: s["operationName"].as_str().unwrap().to_owned(),
+                kind: tags.get("span.kind").cloned().unwrap_or_default(),
+                tags,
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span() {
+    let endpoint = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
+    let query = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
+    let http = reqwest::Client::new();
+    if let Err(e) = http
+        .get(format!("{query}/api/services"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    {
+        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &query, e);
+    }
+    let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
+    if let Err(e) = http
+        .get(format!("{opensearch}/_cluster/health"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    {
+        unreachable("OpenSearch", "opensearch", &opensearch, e);
+    }
+    let service = unique("polystream-s3-trace-test");
+    let mut telemetry = TelemetryConfig::local(&service);
+    telemetry.endpoint = Some(endpoint);
+    telemetry.test_writer = true;
+    let telemetry = init_with(telemetry).unwrap();
+
+    let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
+    let id = unique("s3-trace");
+    let topics = Topics {
+        user_events: format!("{id}-user"),
+        response_events: format!("{id}-response"),
+        dead_letter: format!("{id}-dlq"),
+    };
+    ensure_topics(
+        &brokers,
+        &[
+            (&topics.user_events, 1),
+            (&topics.response_events, 1),
+            (&topics.dead_letter, 1),
+        ],
+        1,
+    )
+    .await
+    .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", &brokers, e));
+    let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
+    let monitor = Monitor::start(Config {
+        kafka_bootstrap_servers: brokers.clone(),
+        opensearch_url: Some(opensearch.clone()),
+        topics: topics.clone(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
+        group_id: format!("{id}-group"),
+        layout: TopicLayout {
+            partitions: 1,
+            replication: 1,
+        },
+        spool_dir: spool_dir.clone(),
+        index_prefix: id.clone(),
+        flow_timeout: Duration::from_secs(30),
+        bulk_max_events: 50,
+        // Long enough for both records to share one bulk request.
+        bulk_max_wait: Duration::from_millis(1500),
+    })
+    .await
+    .unwrap();
+
+    // S1's send of the command, then S2's send of the outcome, in one trace.
+    let producer = producer(&brokers, "s3-trace-test", DEFAULT_DELIVERY_TIMEOUT).unwrap();
+    let corr = Uuid::now_v7();
+    let command = Envelope::new(
+        "/polystream/s1-gateway",
+        "polystream.title.rated.v1",
+        Some("user/9".into()),
+        corr,
+        json!({"user_id": 9, "title_id": 3, "stars": 5}),
+    );
+    let outcome = Envelope::new(
+        "/polystream/s2-processor",
+        "polystream.command.completed.v1",
+        Some("user/9".into()),
+        corr,
+        json!({"command_id": command.id, "command_type": command.event_type, "result": {}}),
+    );
+    let request = tracing::info_span!("test_request");
+    let trace_id = request
+        .context()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_string();
+    let processor = tracing::info_span!(parent: &request, "test_processor");
+    publish(&producer, &topics.user_events, "user/9", &command, &[])
+        .instrument(request.clone())
+        .await
+        .unwrap();
+    publish(&producer, &topics.response_events, "user/9", &outcome, &[])
+        .instrument(processor.clone())
+        .await
+        .unwrap();
+    drop((processor, request));
+
+    let trail = format!("http://{}/v1/audit/{corr}", monitor.addr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = match http.get(&trail).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        if body["events"].as_array().is_some_and(|e| e.len() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both events indexed within 60s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    monitor.stop().await.unwrap();
+    telemetry.shutdown().await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let answer: Value = http
+            .get(format!("{query}/api/traces/{trace_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        let spans = spans_of(&answer);
+        let consumers = spans.iter().filter(|s| s.kind == "consumer").count();
+        if consumers == 2 && spans.iter().any(|s| s.operation == "bulk opensearch") {
+            break spans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id} incomplete in Jaeger after 30s: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let find = |op: String| {
+        spans
+            .iter()
+            .find(|s| s.operation == op)
+            .unwrap_or_else(|| panic!("no span {op:?} in {spans:#?}"))
+    };
+    let corr = corr.to_string();
+    let mut consumers = Vec::new();
+    for topic in [&topics.user_events, &topics.response_events] {
+        let send = find(format!("send {topic}"));
+        let process = find(format!("process {topic}"));
+        assert_eq!(process.kind, "consumer");
+        assert_eq!(
+            process.parent.as_deref(),
+            Some(send.id.as_str()),
+            "S3's span continues the send on {topic}: {spans:#?}"
+        );
+        for key in [
+            "polystream.correlation_id",
+            "messaging.message.conversation_id",
+        ] {
+            assert_eq!(process.tags.get(key), Some(&corr), "{key}: {process:#?}");
+        }
+        consumers.push(process.id.clone());
+    }
+    // Every consumer span is the parent of a bulk span or linked from one.
+    let bulks: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.operation == "bulk opensearch")
+        .collect();
+    for b in &bulks {
+        assert_eq!(b.kind, "client", "{b:#?}");
+        assert_eq!(
+            b.tags.get("db.system.name").map(String::as_str),
+            Some("opensearch")
+        );
+        assert!(
+            b.parent.as_ref().is_some_and(|p| consumers.contains(p)),
+            "a bulk span is a child of an S3 consumer span: {spans:#?}"
+        );
+    }
+    for c in &consumers {
+        assert!(
+            bulks
+                .iter()
+                .any(|b| b.parent.as_ref() == Some(c) || b.links.contains(c)),
+            "consumer span {c} has its bulk request (child or link): {spans:#?}"
+        );
+    }
+    let _ = http.delete(format!("{opensearch}/{id}-*")).send().await;
+    let _ = http
+        .delete(format!("{opensearch}/_index_template/{id}"))
+        .send()
+        .await;
+    let _ = std::fs::remove_dir_all(&spool_dir);
+}

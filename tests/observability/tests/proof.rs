@@ -1,0 +1,1014 @@
+//! The observability proof (issue 6): S1, S2, S3 and the operator run as
+//! real processes on free ports with this run's own topics, groups, audit
+//! indices and Kubernetes namespace; the local Prometheus scrapes them
+//! through a file_sd target file while a generated load (the demo tool, a
+//! failing command, a poison event) runs; then
+//!   - every query of every dashboard panel returns data for this run,
+//!   - `promtool check metrics` accepts every scrape,
+//!   - one request's trace in Jaeger is the chain S1 → Kafka → S2 → Kafka →
+//!     S3 with S2's store spans and the correlation id on every span,
+//!   - each service's JSON logs carry that trace id and correlation id.
+//!
+//! Every check runs and the test fails once, listing every problem.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use polystream_observability_tests::dashboard::{Dashboard, bucket_metrics, substitute};
+use polystream_observability_tests::jaeger::{self, CORRELATION_KEY, Services};
+use polystream_observability_tests::openmetrics::to_classic_text;
+use polystream_observability_tests::{dashboards_dir, json_files, logs, promtool, repo_root};
+use polystream_smoke_tests::{env_or, service_binary, unique, unreachable};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+
+const S1: &str = "polystream-s1-gateway";
+const S2: &str = "polystream-s2-processor";
+const S3: &str = "polystream-s3-monitor";
+const OPERATOR: &str = "polystream-operator";
+/// The Prometheus job of each process, as the target file names them.
+const JOBS: [(&str, &str); 4] = [
+    (S1, "s1-gateway"),
+    (S2, "s2-processor"),
+    (S3, "s3-monitor"),
+    (OPERATOR, "operator"),
+];
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---- processes -----------------------------------------------------------------
+
+/// A service started by this test; stopped (TERM, then KILL) on drop, so a
+/// failing test leaves nothing running.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(
+        name: &'static str,
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        dir: &Path,
+    ) -> Self {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = Command::new(bin)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", bin.display()));
+        Self {
+            name,
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Everything it wrote so far, stdout then stderr.
+    fn output(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!("{}{}", read(&self.stdout), read(&self.stderr))
+    }
+
+    fn tail(&self) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Polls `url` until it answers 2xx; fails naming the process, with the
+    /// end of its output, when it exits or does not get there in time.
+    async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{} exited ({status}) during start-up; last output:\n{}",
+                    self.name,
+                    self.tail()
+                );
+            }
+            let last = match http.get(url).timeout(Duration::from_secs(3)).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready at {url} within {START_TIMEOUT:?} (last answer: {last}); last output:\n{}",
+                self.name,
+                self.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        // TERM first: the services flush their spans on shutdown.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the run created outside its processes, removed on drop.
+struct Cleanup {
+    target_file: Option<PathBuf>,
+    namespace: Option<String>,
+    kubectl: String,
+    audit_prefix: String,
+    opensearch: String,
+    dir: PathBuf,
+    keep_dir: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(f) = &self.target_file {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some(ns) = &self.namespace {
+            let _ = Command::new(&self.kubectl)
+                .args(["delete", "namespace", ns, "--wait=false"])
+                .output();
+        }
+        let _ = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-X",
+                "DELETE",
+                &format!("{}/{}-*", self.opensearch, self.audit_prefix),
+            ])
+            .status();
+        if self.keep_dir || std::thread::panicking() {
+            eprintln!("service output kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+// ---- Kubernetes (through kubectl: plain manifests, no typed client needed) ----
+
+fn kubectl(kubectl: &str, args: &[&str], stdin: Option<&Value>) -> String {
+    let mut child = Command::new(kubectl)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kubectl ({kubectl}): {e}"));
+    if let Some(doc) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(doc.to_string().as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        let api = std::env::var("KUBECONFIG").unwrap_or_default();
+        if text.contains("connection refused") || text.contains("Unable to connect") {
+            unreachable("the Kubernetes API server", "kube_apiserver", &api, &text);
+        }
+        panic!("kubectl {} failed: {text}", args.join(" "));
+    }
+    text
+}
+
+fn sample(name: &str) -> Value {
+    let path = repo_root().join("k8s/samples").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+// ---- Prometheus ------------------------------------------------------------------
+
+async fn prom_query(http: &reqwest::Client, prom: &str, query: &str) -> Result<Vec<Value>, String> {
+    let url = reqwest::Url::parse_with_params(&format!("{prom}/api/v1/query"), [("query", query)])
+        .map_err(|e| format!("PROMETHEUS_URL {prom}: {e}"))?;
+    let res = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("Prometheus at {prom}: {e}"))?;
+    let body: Value = res
+        .json()
+        .await
+        .map_err(|e| format!("Prometheus answer: {e}"))?;
+    if body["status"] != "success" {
+        return Err(format!("Prometheus refused the query: {body}"));
+    }
+    Ok(body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn sample_value(series: &Value) -> f64 {
+    series["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Waits until `query` returns a series whose value satisfies `ok`.
+async fn prom_wait(
+    http: &reqwest::Client,
+    prom: &str,
+    query: &str,
+    ok: impl Fn(f64) -> bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = prom_query(http, prom, query).await?;
+        if got.iter().any(|s| ok(sample_value(s))) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{query} not satisfied within {timeout:?}: {got:?}"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One exemplar of `metric` from this run, and the trace it names in Jaeger:
+/// what a click on an exemplar dot in Grafana opens.
+async fn exemplar_resolves(
+    http: &reqwest::Client,
+    prom: &str,
+    jaeger: &str,
+    metric: &str,
+    run: &str,
+    since: std::time::SystemTime,
+) -> Result<(), String> {
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let query = format!("{metric}{{run=\"{run}\"}}");
+    let url = reqwest::Url::parse_with_params(
+        &format!("{prom}/api/v1/query_exemplars"),
+        [
+            ("query", query.as_str()),
+            ("start", &secs(since)),
+            ("end", &secs(std::time::SystemTime::now())),
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    let body: Value = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("Prometheus: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("Prometheus answer: {e}"))?;
+    let trace_ids: Vec<String> = body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    // The oldest: its spans have certainly been exported by now.
+    let Some(trace_id) = trace_ids.first() else {
+        return Err(format!(
+            "Prometheus stored no exemplar with a trace_id for {query} (answer: {body:.300})"
+        ));
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = http
+            .get(format!("{jaeger}/api/traces/{trace_id}"))
+            .send()
+            .await
+            .map_err(|e| format!("Jaeger: {e}"))?;
+        if res.status().is_success() {
+            let answer: Value = res.json().await.unwrap_or(Value::Null);
+            if !jaeger::spans_of(&answer).is_empty() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "exemplar trace_id {trace_id} is not a trace in Jaeger ({jaeger}/api/traces/{trace_id})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `promtool check metrics` on classic-format text: Err with what it said.
+fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("({}) {}", out.status, said.trim()))
+    }
+}
+
+// ---- S1 ------------------------------------------------------------------------------
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("S1 at {}: {path}: {e}", self.base));
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn login(&self, email: &str, password: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/sessions",
+                    None,
+                    Some(json!({"email": email, "password": password})),
+                )
+                .await;
+            if status == 201 {
+                return body["token"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cannot log in as {email}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Registers a user; returns the 202 body (correlation_id, status_url).
+    async fn register(&self, email: &str) -> Value {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/users",
+                None,
+                Some(json!({"name": "Obs Proof", "email": email, "password": "obs-proof-password-1"})),
+            )
+            .await;
+        assert_eq!(status, 202, "POST /v1/users: {body}");
+        body
+    }
+
+    /// Long-polls the command's status until it is no longer pending.
+    async fn outcome(&self, accepted: &Value) -> Value {
+        let url = accepted["status_url"]
+            .as_str()
+            .expect("status_url in the 202");
+        let url = if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            url.to_owned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body: Value = self
+                .http
+                .get(format!("{url}?wait=10"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if body["state"] != "pending" {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "no outcome within 60s: {body}");
+        }
+    }
+}
+
+async fn poison(brokers: &str, topic: &str) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", brokers, e));
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("poison")
+                .payload("this is not a CloudEvent"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| unreachable("Apache Kafka", "kafka", brokers, e));
+}
+
+// ---- the test --------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_ids() {
+    let http = reqwest::Client::new();
+    let prom = env_or("PROMETHEUS_URL", "http://127.0.0.1:9090");
+    let jaeger_url = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
+    let otlp = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
+    let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
+    let opensearch = env_or("OPENSEARCH_URL", "http://127.0.0.1:9200");
+    let kubectl_bin = std::env::var("KUBECTL").unwrap_or_else(|_| {
+        panic!("KUBECTL is not set: `./dev env` prints it (`./dev install kubectl` installs it)")
+    });
+    let sd_dir = PathBuf::from(std::env::var("PROMETHEUS_FILE_SD_DIR").unwrap_or_else(|_| {
+        panic!(
+            "PROMETHEUS_FILE_SD_DIR is not set: `./dev env` prints it once Prometheus was started \
+             by a ./dev that knows file_sd (`./dev stop prometheus && ./dev up prometheus`)"
+        )
+    }));
+
+    // The servers this needs, each failing by name.
+    let config = match http
+        .get(format!("{prom}/api/v1/status/config"))
+        .send()
+        .await
+    {
+        Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+        Err(e) => unreachable("Prometheus", "prometheus", &prom, e),
+    };
+    assert!(
+        config["data"]["yaml"]
+            .as_str()
+            .is_some_and(|y| y.contains(&*sd_dir.to_string_lossy())),
+        "the running Prometheus does not read target files from {}: restart it with \
+         `./dev stop prometheus && ./dev up prometheus` (its config is written at start)",
+        sd_dir.display()
+    );
+    if let Err(e) = http
+        .get(format!("{jaeger_url}/api/services"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    {
+        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &jaeger_url, e);
+    }
+    let bins: Vec<PathBuf> = [S1, S2, S3, OPERATOR, "polystream-demo"]
+        .iter()
+        .map(|b| service_binary(b))
+        .collect();
+    let (s1_bin, s2_bin, s3_bin, op_bin, demo_bin) =
+        (&bins[0], &bins[1], &bins[2], &bins[3], &bins[4]);
+
+    let id = unique("obs");
+    let started = std::time::SystemTime::now();
+    let dir = std::env::temp_dir().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cleanup = Cleanup {
+        target_file: None,
+        namespace: None,
+        kubectl: kubectl_bin.clone(),
+        audit_prefix: format!("{id}-audit"),
+        opensearch: opensearch.clone(),
+        dir: dir.clone(),
+        keep_dir: std::env::var_os("KEEP_OBS_OUTPUT").is_some(),
+    };
+    let ns = id.clone();
+    let topics = [
+        format!("{id}-user"),
+        format!("{id}-resp"),
+        format!("{id}-dlq"),
+    ];
+
+    // ---- the operator's platform, in this run's namespace ----
+    kubectl(&kubectl_bin, &["create", "namespace", &ns], None);
+    cleanup.namespace = Some(ns.clone());
+    let mut secret = sample("secrets.yaml");
+    secret["metadata"]["namespace"] = json!(ns);
+    kubectl(&kubectl_bin, &["apply", "-f", "-"], Some(&secret));
+    let mut platform = sample("streamingplatform.yaml");
+    platform["metadata"]["namespace"] = json!(ns);
+    platform["spec"]["stores"]["kafka"]["bootstrapServers"] = json!(brokers);
+    platform["spec"]["stores"]["kafka"]["partitions"] = json!(3);
+    platform["spec"]["stores"]["kafka"]["topics"] = json!({
+        "userEvents": topics[0], "responseEvents": topics[1], "deadLetter": topics[2]
+    });
+
+    // ---- the services ----
+    let (s1_http, s1_metrics) = (free_addr(), free_addr());
+    let (s2_http, s2_metrics) = (free_addr(), free_addr());
+    let (s3_http, s3_metrics) = (free_addr(), free_addr());
+    let op_http = free_addr();
+    let admin = (
+        format!("admin-{id}@example.com"),
+        "obs-admin-password-1".to_owned(),
+    );
+    let common =
+        |service: &str, http_addr: &str, metrics_addr: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("KAFKA_BOOTSTRAP_SERVERS", brokers.clone()),
+                ("KAFKA_TOPIC_USER_EVENTS", topics[0].clone()),
+                ("KAFKA_TOPIC_RESPONSE_EVENTS", topics[1].clone()),
+                ("KAFKA_TOPIC_DEAD_LETTER", topics[2].clone()),
+                ("KAFKA_PARTITIONS", "3".into()),
+                ("HTTP_ADDR", http_addr.to_owned()),
+                ("METRICS_ADDR", metrics_addr.to_owned()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+                ("OTEL_SERVICE_NAME", service.to_owned()),
+                ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("polystream.test_run={id}"),
+                ),
+                // Export within a second, so the trace is complete soon after the load.
+                ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
+                (
+                    "RUST_LOG",
+                    "info,polystream_s1_gateway=debug,polystream_s2_processor=debug,\
+                 polystream_s3_monitor=debug,polystream_common=debug"
+                        .into(),
+                ),
+            ]
+        };
+    let mut env2 = common(S2, &s2_http, &s2_metrics);
+    env2.push(("KAFKA_GROUP_ID", format!("{id}-s2")));
+    let mut s2 = Proc::spawn("s2-processor", s2_bin, &[], &env2, &dir);
+    s2.wait_ready(&http, &format!("http://{s2_http}/ready"))
+        .await;
+
+    let mut env3 = common(S3, &s3_http, &s3_metrics);
+    env3.extend([
+        ("KAFKA_GROUP_ID", format!("{id}-s3")),
+        ("AUDIT_INDEX_PREFIX", format!("{id}-audit")),
+        ("SPOOL_DIR", dir.join("spool").display().to_string()),
+    ]);
+    let mut s3 = Proc::spawn("s3-monitor", s3_bin, &[], &env3, &dir);
+    s3.wait_ready(&http, &format!("http://{s3_http}/ready"))
+        .await;
+
+    let mut env1 = common(S1, &s1_http, &s1_metrics);
+    env1.extend([
+        ("PUBLIC_URL", format!("http://{s1_http}")),
+        ("ADMIN_EMAIL", admin.0.clone()),
+        ("ADMIN_PASSWORD", admin.1.clone()),
+    ]);
+    let mut s1 = Proc::spawn("s1-gateway", s1_bin, &[], &env1, &dir);
+    s1.wait_ready(&http, &format!("http://{s1_http}/ready"))
+        .await;
+
+    let env_op = vec![
+        ("WATCH_NAMESPACE", ns.clone()),
+        ("LEADER_ELECTION", "false".to_owned()),
+        ("OPERATOR_HTTP_ADDR", op_http.clone()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+        ("OTEL_SERVICE_NAME", OPERATOR.to_owned()),
+        ("RUST_LOG", "info,polystream_operator=debug".to_owned()),
+    ];
+    let mut operator = Proc::spawn("operator", op_bin, &["run"], &env_op, &dir);
+    operator
+        .wait_ready(&http, &format!("http://{op_http}/health"))
+        .await;
+    kubectl(&kubectl_bin, &["apply", "-f", "-"], Some(&platform));
+
+    // ---- Prometheus scrapes them, by job, labelled with this run ----
+    let metrics_urls = [
+        ("s1-gateway", format!("http://{s1_metrics}/metrics")),
+        ("s2-processor", format!("http://{s2_metrics}/metrics")),
+        ("s3-monitor", format!("http://{s3_metrics}/metrics")),
+        ("operator", format!("http://{op_http}/metrics")),
+    ];
+    let targets: Vec<Value> = metrics_urls
+        .iter()
+        .map(|(job, url)| {
+            let target = url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics");
+            json!({"targets": [target], "labels": {"job": job, "namespace": ns, "run": id}})
+        })
+        .collect();
+    std::fs::create_dir_all(&sd_dir).unwrap();
+    let target_file = sd_dir.join(format!("{id}.json"));
+    // Written aside and renamed: Prometheus never reads half a file.
+    let tmp = sd_dir.join(format!(".{id}.tmp"));
+    std::fs::write(&tmp, Value::Array(targets).to_string()).unwrap();
+    std::fs::rename(&tmp, &target_file).unwrap();
+    cleanup.target_file = Some(target_file.clone());
+    for (_, job) in JOBS {
+        let q = format!("up{{job=\"{job}\",run=\"{id}\"}}");
+        if let Err(e) = prom_wait(&http, &prom, &q, |v| v == 1.0, Duration::from_secs(60)).await {
+            let targets: Value = http
+                .get(format!("{prom}/api/v1/targets"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mine: Vec<String> = targets["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["labels"]["run"] == id.as_str())
+                .map(|t| {
+                    format!(
+                        "{} {} {} {}",
+                        t["labels"]["job"], t["scrapeUrl"], t["health"], t["lastError"]
+                    )
+                })
+                .collect();
+            panic!(
+                "Prometheus does not scrape job {job} of this run from {}: {e}\n\
+                 this run's targets (job, url, health, last error):\n  {}",
+                target_file.display(),
+                mine.join("\n  ")
+            );
+        }
+    }
+
+    // ---- load: the demo tool, plus one traced command, a failing one and a poison event ----
+    let api = Api {
+        base: format!("http://{s1_http}"),
+        http: http.clone(),
+    };
+    api.login(&admin.0, &admin.1).await;
+    let email = format!("{id}@example.com");
+    let traced = api.register(&email).await;
+    let corr = traced["correlation_id"]
+        .as_str()
+        .expect("correlation_id in the 202")
+        .to_owned();
+    let outcome = api.outcome(&traced).await;
+    assert_eq!(
+        outcome["state"], "completed",
+        "the traced registration: {outcome}"
+    );
+
+    let mut demo = Proc::spawn(
+        "demo-load",
+        demo_bin,
+        &["load", "--rate", "8", "--duration", "25", "--users", "2"],
+        &[
+            ("POLYSTREAM_API", api.base.clone()),
+            ("ADMIN_EMAIL", admin.0.clone()),
+            ("ADMIN_PASSWORD", admin.1.clone()),
+        ],
+        &dir,
+    );
+    // Failures and dead letters twice: once early, once at the end, so the
+    // newest samples of their series fall inside the panels' 1m windows.
+    let failures = async || {
+        let dup = api.register(&email).await;
+        let out = api.outcome(&dup).await;
+        assert_eq!(
+            out["state"], "failed",
+            "a duplicate registration must fail: {out}"
+        );
+        poison(&brokers, &topics[0]).await;
+    };
+    failures().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let demo_status = loop {
+        if let Some(s) = demo.exited() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo load did not finish within 120s:\n{}",
+            demo.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        demo_status.success(),
+        "the demo load failed ({demo_status}):\n{}",
+        demo.tail()
+    );
+    // A spec change: the operator reconciles inside the panels' window.
+    kubectl(
+        &kubectl_bin,
+        &[
+            "patch",
+            "streamingplatform",
+            "polystream",
+            "-n",
+            &ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"processor":{"replicas":1}}}"#,
+        ],
+        None,
+    );
+    failures().await;
+
+    // Both dead letters scraped, then one scrape more: every series has
+    // at least two samples after the last event.
+    let dlq = format!("sum(polystream_dead_lettered_events_total{{run=\"{id}\"}})");
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(e) = prom_wait(&http, &prom, &dlq, |v| v >= 2.0, Duration::from_secs(60)).await {
+        problems.push(format!(
+            "the two poison events never showed in Prometheus: {e}"
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+
+    // ---- 1. every query of every dashboard panel returns data ----
+    let vars = [("__rate_interval", "1m"), ("namespace", ns.as_str())];
+    let mut queries = 0;
+    for (file, text) in json_files(&dashboards_dir()).unwrap() {
+        let (d, _) = Dashboard::parse(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+        for p in &d.panels {
+            for q in &p.queries {
+                queries += 1;
+                let at = format!(
+                    "dashboard {:?} ({file}) panel {:?} query {}",
+                    d.title, p.title, q.ref_id
+                );
+                let expr = match substitute(&q.expr, &vars) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                match prom_query(&http, &prom, &expr).await {
+                    Err(e) => problems.push(format!("{at}: {e}\n      {expr}")),
+                    Ok(r) if r.is_empty() => problems.push(format!("{at}: no data\n      {expr}")),
+                    Ok(r) if r.iter().all(|s| sample_value(s).is_nan()) => problems.push(format!(
+                        "{at}: only NaN (no events in the window)\n      {expr}"
+                    )),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    assert!(
+        queries > 0,
+        "no dashboard queries found in {}",
+        dashboards_dir().display()
+    );
+    eprintln!("{queries} dashboard queries run against Prometheus for namespace {ns}");
+
+    // ---- 1b. the latency panels' exemplars lead to traces Jaeger holds ----
+    let mut buckets: Vec<String> = Vec::new();
+    for (file, text) in json_files(&dashboards_dir()).unwrap() {
+        let (d, _) = Dashboard::parse(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+        for q in d
+            .panels
+            .iter()
+            .flat_map(|p| &p.queries)
+            .filter(|q| q.exemplar)
+        {
+            for m in bucket_metrics(&q.expr) {
+                if !buckets.contains(&m) {
+                    buckets.push(m);
+                }
+            }
+        }
+    }
+    for metric in buckets
+        .iter()
+        // Reconciles are not requests: the operator's histogram needs no trace links.
+        .filter(|m| !m.starts_with("polystream_operator_"))
+    {
+        if let Err(e) = exemplar_resolves(&http, &prom, &jaeger_url, metric, &id, started).await {
+            problems.push(format!("exemplars of {metric}: {e}"));
+        }
+    }
+
+    // ---- 2. promtool check metrics on every scrape ----
+    // Both answers of /metrics: the OpenMetrics Prometheus scrapes (rewritten
+    // to the classic format, the only one promtool parses) and the classic
+    // text a plain client gets.
+    const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
+    for (job, url) in &metrics_urls {
+        for accept in [OPENMETRICS, "text/plain"] {
+            let res = http.get(url).header("accept", accept).send().await;
+            let (content_type, body) = match res {
+                Ok(r) if r.status().is_success() => (
+                    r.headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    r.text().await.unwrap_or_default(),
+                ),
+                Ok(r) => {
+                    problems.push(format!("{job}: {url} answered {}", r.status()));
+                    break;
+                }
+                Err(e) => {
+                    problems.push(format!("{job}: {url} unreachable: {e}"));
+                    break;
+                }
+            };
+            // promtool accepts an empty input: make sure there is something to lint.
+            if !body.contains("# TYPE ") {
+                problems.push(format!(
+                    "{job}: {url} (Accept: {accept}) exposes no metric families: {body:.200}"
+                ));
+                continue;
+            }
+            let text = if content_type.starts_with("application/openmetrics-text") {
+                to_classic_text(&body)
+            } else {
+                body
+            };
+            if let Err(said) = promtool_check_metrics(&text) {
+                problems.push(format!(
+                    "{job}: `promtool check metrics` on {url} (Accept: {accept}, answered {content_type}):\n      {}",
+                    said.replace('\n', "\n      ")
+                ));
+            }
+        }
+    }
+
+    // ---- 3. the traced request is one trace S1 → S2 → S3 ----
+    let services = Services {
+        s1: S1,
+        s2: S2,
+        s3: S3,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tags = json!({ CORRELATION_KEY: corr }).to_string();
+    let mut trace_id: Option<String> = None;
+    let trace_problem = loop {
+        let search = reqwest::Url::parse_with_params(
+            &format!("{jaeger_url}/api/traces"),
+            [
+                ("service", S1),
+                ("tags", tags.as_str()),
+                ("lookback", "1h"),
+                ("limit", "20"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("JAEGER_QUERY_URL {jaeger_url}: {e}"));
+        let answer: Value = match http.get(search).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(e) => unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &jaeger_url, e),
+        };
+        let found = answer["data"].as_array().cloned().unwrap_or_default();
+        let result = if found.is_empty() {
+            Err(format!(
+                "no trace of service {S1} with tag {CORRELATION_KEY}={corr} in Jaeger ({jaeger_url})"
+            ))
+        } else if found.len() > 1 {
+            Err(format!(
+                "{} traces carry {CORRELATION_KEY}={corr}; one request must be ONE trace: {:?}",
+                found.len(),
+                found
+                    .iter()
+                    .map(|t| t["traceID"].clone())
+                    .collect::<Vec<_>>()
+            ))
+        } else {
+            // Jaeger drops leading zeros; logs and W3C ids have all 32 digits.
+            let tid = format!("{:0>32}", found[0]["traceID"].as_str().unwrap_or_default());
+            trace_id = Some(tid.clone());
+            let spans = jaeger::spans_of(&answer);
+            jaeger::check_chain(&spans, services, &corr).map_err(|p| {
+                format!(
+                    "trace {tid} of {corr}:\n      {}\n    the trace:\n{}",
+                    p.join("\n      "),
+                    jaeger::render_tree(&spans)
+                )
+            })
+        };
+        match result {
+            Ok(chain) => {
+                eprintln!("trace of {corr}: {chain:?}");
+                break None;
+            }
+            Err(e) if Instant::now() > deadline => break Some(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    problems.extend(trace_problem);
+
+    // ---- 4. each service logs a line with that trace id and correlation id ----
+    match &trace_id {
+        None => problems.push(format!("logs not checked: no trace id for {corr}")),
+        Some(tid) => {
+            for p in [&s1, &s2, &s3] {
+                let out = p.output();
+                if logs::line_with(&out, tid, &corr).is_none() {
+                    problems.push(format!(
+                        "{}: no JSON log line with trace_id={tid} and correlation_id={corr} \
+                         ({} JSON lines of {} captured in {})",
+                        p.name,
+                        logs::json_lines(&out),
+                        out.lines().count(),
+                        p.stdout.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    drop((s1, s2, s3, operator, demo));
+    // The run's topics go with it (best effort: a leftover topic harms nobody).
+    if let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create::<AdminClient<DefaultClientContext>>()
+    {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    }
+    if !problems.is_empty() {
+        cleanup.keep_dir = true;
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) in run {id} (correlation id {corr}):\n  - {}",
+        problems.len(),
+        problems.join("\n  - ")
+    );
+}
