@@ -20,6 +20,13 @@ pub const AUTOSCALING_BOUNDS_MESSAGE: &str =
     "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas";
 /// The message the API server returns when OpenSearch names both or neither source.
 pub const OPENSEARCH_SOURCE_MESSAGE: &str = "opensearch: set exactly one of url or urlSecretRef";
+pub const METRICS_PORT_MESSAGE: &str =
+    "observability.metricsPort must differ from 8080, the port the services answer HTTP on";
+/// Children are named `<name>-processor` and the like, and Service names and
+/// label values stop at 63 characters.
+pub const MAX_NAME_LENGTH: usize = 53;
+pub const NAME_LENGTH_MESSAGE: &str =
+    "metadata.name must be at most 53 characters, so that child names such as <name>-processor fit in 63";
 
 /// A Polystream deployment: S1 gateway, S2 processor and S3 monitor wired to their stores.
 // Two printer columns share `type_ = "string"`, which clippy mistakes for a repeated attribute.
@@ -344,6 +351,10 @@ pub struct OpenSearchSpec {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.metricsPort) || self.metricsPort != 8080",
+    "message": METRICS_PORT_MESSAGE,
+}]))]
 pub struct ObservabilitySpec {
     /// OTLP collector endpoint; traces are off when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,9 @@ pub mod metrics;
 pub mod probes;
 pub mod status;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, ValidationRule,
+};
 use kube::CustomResourceExt;
 
 pub use crd::{StreamingPlatform, StreamingPlatformSpec, StreamingPlatformStatus};
@@ -17,11 +20,33 @@ pub use crd::{StreamingPlatform, StreamingPlatformSpec, StreamingPlatformStatus}
 /// Where the committed CRD lives, relative to the repository root.
 pub const CRD_PATH: &str = "crds/streamingplatform.yaml";
 
+/// The StreamingPlatform CRD: the derived one plus the rule on the object's
+/// name, which only the root of the schema can express.
+pub fn custom_resource_definition() -> CustomResourceDefinition {
+    let mut crd = StreamingPlatform::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            root.x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(ValidationRule {
+                    rule: format!("self.metadata.name.size() <= {}", crd::MAX_NAME_LENGTH),
+                    message: Some(crd::NAME_LENGTH_MESSAGE.to_owned()),
+                    ..ValidationRule::default()
+                });
+        }
+    }
+    crd
+}
+
 /// The CRD as the YAML committed in [`CRD_PATH`] (`polystream-operator crd`).
 pub fn crd_yaml() -> anyhow::Result<String> {
     // Through a JSON value with sorted keys, so the text does not depend on
     // whether some crate in the build turned on serde_json's `preserve_order`.
-    let mut value = serde_json::to_value(StreamingPlatform::crd())?;
+    let mut value = serde_json::to_value(custom_resource_definition())?;
     polystream_common::generated::sort_keys(&mut value);
     let body = serde_saphyr::to_string(&value)?;
     Ok(format!(
@@ -55,13 +80,13 @@ mod tests {
         let parsed: serde_json::Value = serde_saphyr::from_str(COMMITTED_CRD).unwrap();
         assert_eq!(
             parsed,
-            serde_json::to_value(StreamingPlatform::crd()).unwrap()
+            serde_json::to_value(custom_resource_definition()).unwrap()
         );
     }
 
     #[test]
     fn crd_names_and_columns() {
-        let crd = StreamingPlatform::crd();
+        let crd = custom_resource_definition();
         assert_eq!(
             crd.metadata.name.as_deref(),
             Some("streamingplatforms.polystream.dev")

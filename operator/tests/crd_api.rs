@@ -10,7 +10,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
-use polystream_operator::crd::{AUTOSCALING_BOUNDS_MESSAGE, AutoscalingSpec};
+use polystream_operator::crd::{
+    AUTOSCALING_BOUNDS_MESSAGE, AutoscalingSpec, MAX_NAME_LENGTH, METRICS_PORT_MESSAGE,
+    NAME_LENGTH_MESSAGE,
+};
 use polystream_smoke_tests::{kube_client, unique};
 
 const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
@@ -173,6 +176,34 @@ async fn negative_replicas_are_rejected_naming_the_field() {
     assert!(
         message.contains("spec.observability.samplingRatio"),
         "the refusal does not name the field: {message}"
+    );
+}
+
+#[tokio::test]
+async fn names_too_long_for_the_children_and_a_clashing_metrics_port_are_rejected() {
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let api: Api<StreamingPlatform> = Api::namespaced(client.clone(), &ns.name);
+
+    let mut sp = sample();
+    sp.metadata.name = Some("p".repeat(MAX_NAME_LENGTH + 1));
+    let message = rejection(&api, &sp).await;
+    assert!(
+        message.contains(NAME_LENGTH_MESSAGE),
+        "the refusal does not carry the CEL message: {message}"
+    );
+    // The longest allowed name still gives valid child names.
+    let mut sp = sample();
+    sp.metadata.name = Some("p".repeat(MAX_NAME_LENGTH));
+    api.create(&PostParams::default(), &sp).await.unwrap();
+
+    let mut sp = sample();
+    sp.spec.observability.metrics_port = 8080;
+    let message = rejection(&api, &sp).await;
+    assert!(
+        message.contains(METRICS_PORT_MESSAGE),
+        "the refusal does not carry the CEL message: {message}"
     );
 }
 

@@ -169,6 +169,8 @@ impl Pipeline {
                 self.retry(stop, || self.dead_letter(m, &poison.message))
                     .await?;
                 self.metrics.dead_lettered(poison.reason);
+                // A dead letter is a failed processing: it stands out in the trace.
+                m.span.record("otel.status_code", "ERROR");
                 m.span.record("error.type", poison.reason.label());
                 let payload = m.payload.as_deref().unwrap_or_default();
                 let event_type = bounded_event_type(dlq::event_type(payload).as_deref());

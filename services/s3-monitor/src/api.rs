@@ -1,5 +1,6 @@
-//! The HTTP API: audit trail and search over OpenSearch, flagged flows,
-//! health, readiness and a metrics slot.
+//! The HTTP API: audit trail and search over OpenSearch (503 in spool-only
+//! mode), flagged flows, health and readiness. `/metrics` is merged in by
+//! [`crate::Monitor::start`] (or served on `METRICS_ADDR`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

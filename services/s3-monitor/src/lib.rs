@@ -177,7 +177,8 @@ impl Monitor {
                 })
                 .await
         });
-        tracing::info!(%addr, ?metrics_addr, "S3 monitor listening");
+        let metrics_at = metrics_addr.map_or_else(|| addr.to_string(), |a| a.to_string());
+        tracing::info!(%addr, metrics = %metrics_at, "S3 monitor listening");
         Ok(Self {
             addr,
             metrics_addr,

@@ -850,6 +850,26 @@ async fn flows_are_paired_and_unanswered_commands_flagged() {
     assert_eq!(flagged, [silent.correlationid.to_string()], "{flows:#}");
     assert_eq!(flows["unanswered"][0]["command_id"], silent.id.to_string());
     assert_eq!(flows["pending"], 0);
+    let metrics = fx.metrics(&m).await;
+    assert_eq!(
+        sample(&metrics, "polystream_flows_unanswered", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    for outcome in ["completed", "failed"] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "polystream_flow_duration_seconds_count",
+                &[
+                    ("event_type", "polystream.title.rated.v1"),
+                    ("outcome", outcome)
+                ]
+            ),
+            Some(1.0),
+            "{outcome}: {metrics}"
+        );
+    }
 
     // The failure reason is searchable in the trail.
     let trail = eventually(60, "the failed flow's trail", || async {

@@ -800,6 +800,39 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
     }
     tokio::time::sleep(Duration::from_secs(11)).await;
 
+    // ---- 0. the alert rules the local Prometheus loaded see this run's dead letters ----
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts: Value = http
+            .get(format!("{prom}/api/v1/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let mine = alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| {
+                a["labels"]["alertname"] == "PolystreamDeadLetters"
+                    && a["labels"]["namespace"] == ns.as_str()
+                    && a["state"] == "firing"
+            });
+        if mine {
+            break;
+        }
+        if Instant::now() > deadline {
+            problems.push(format!(
+                "alert PolystreamDeadLetters is not firing for namespace {ns} after two poison \
+                 events (are charts/polystream/rules/*.yml loaded? `curl -X POST {prom}/-/reload`)"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
     // ---- 1. every query of every dashboard panel returns data ----
     let vars = [("__rate_interval", "1m"), ("namespace", ns.as_str())];
     let mut queries = 0;
