@@ -25,8 +25,7 @@ pub const METRICS_PORT_MESSAGE: &str =
 /// Children are named `<name>-processor` and the like, and Service names and
 /// label values stop at 63 characters.
 pub const MAX_NAME_LENGTH: usize = 53;
-pub const NAME_LENGTH_MESSAGE: &str =
-    "metadata.name must be at most 53 characters, so that child names such as <name>-processor fit in 63";
+pub const NAME_LENGTH_MESSAGE: &str = "metadata.name must be at most 53 characters, so that child names such as <name>-processor fit in 63";
 
 /// A Polystream deployment: S1 gateway, S2 processor and S3 monitor wired to their stores.
 // Two printer columns share `type_ = "string"`, which clippy mistakes for a repeated attribute.

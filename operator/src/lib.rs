@@ -1,5 +1,5 @@
-//! Polystream's Kubernetes operator: the `StreamingPlatform` custom resource
-//! and (so far) the pure pieces of its reconciliation.
+//! Polystream's Kubernetes operator: the `StreamingPlatform` custom resource,
+//! the pure builders and status computation, and the controller running them.
 
 pub mod builders;
 pub mod controller;
@@ -72,6 +72,89 @@ mod tests {
             "{CRD_PATH} is stale: regenerate it with \
              `cargo run -p polystream-operator -- crd > {CRD_PATH}`"
         );
+    }
+
+    /// Every spec field of the CRD has a row in docs/operator.md's reference
+    /// (a row for a field with no documented sub-fields covers the whole
+    /// value, e.g. `<component>.resources`), and every row names a real field.
+    #[test]
+    fn the_spec_reference_in_the_docs_covers_every_field() {
+        const DOC: &str = include_str!("../../docs/operator.md");
+        let section = DOC
+            .split("## Spec reference")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/operator.md has a `## Spec reference` section");
+        let documented: std::collections::BTreeSet<String> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| "))
+            .filter_map(|line| line.split(" |").next())
+            .flat_map(|cell| cell.split(", "))
+            .filter_map(|name| name.strip_prefix('`').and_then(|n| n.strip_suffix('`')))
+            .filter(|name| !name.starts_with("metadata."))
+            .map(str::to_owned)
+            .collect();
+
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let mut fields = Vec::new();
+        collect_fields(spec, "", &mut fields);
+        let fields: std::collections::BTreeSet<String> = fields
+            .into_iter()
+            .map(|f| {
+                for component in ["gateway.", "processor.", "monitor."] {
+                    if let Some(rest) = f.strip_prefix(component) {
+                        return format!("<component>.{rest}");
+                    }
+                }
+                f
+            })
+            .collect();
+
+        let is_whole = |doc: &String| !documented.iter().any(|d| d.starts_with(&format!("{doc}.")));
+        // A field grouping documented sub-fields needs no row of its own.
+        let covered = |field: &String| {
+            documented.contains(field)
+                || documented
+                    .iter()
+                    .any(|d| d.starts_with(&format!("{field}.")))
+                || documented
+                    .iter()
+                    .any(|doc| field.starts_with(&format!("{doc}.")) && is_whole(doc))
+        };
+        let missing: Vec<_> = fields.iter().filter(|f| !covered(f)).collect();
+        assert!(
+            missing.is_empty(),
+            "docs/operator.md does not document {missing:?}"
+        );
+        let stale: Vec<_> = documented
+            .iter()
+            .filter(|d| {
+                !fields
+                    .iter()
+                    .any(|f| f == *d || f.starts_with(&format!("{d}.")))
+            })
+            .filter(|d| !["gateway", "processor", "monitor"].contains(&d.as_str()))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "docs/operator.md documents fields that do not exist: {stale:?}"
+        );
+    }
+
+    fn collect_fields(schema: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        for (name, child) in properties {
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            out.push(path.clone());
+            collect_fields(child, &path, out);
+        }
     }
 
     #[test]

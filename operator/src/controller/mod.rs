@@ -58,6 +58,8 @@ pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=polystream-o
 pub const DEFAULT_REQUEUE: Duration = Duration::from_secs(60);
 /// A spec the Rust types refuse waits for an edit (which triggers anyway).
 const INVALID_SPEC_RETRY: Duration = Duration::from_secs(300);
+/// Re-probe interval while a store is unreachable, so recovery shows soon.
+pub const DEGRADED_REQUEUE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How the controller runs; see `polystream-operator run` for the environment
@@ -337,15 +339,15 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
 /// Platforms-by-condition from the cache, and forgetting children of
 /// platforms that are gone.
 fn refresh_gauges(ctx: &Context) {
-    let platforms: Vec<StreamingPlatform> = ctx
-        .platforms
-        .state()
-        .iter()
-        .filter_map(|o| parse(o).ok())
-        .collect();
+    let cached = ctx.platforms.state();
+    let platforms: Vec<StreamingPlatform> = cached.iter().filter_map(|o| parse(o).ok()).collect();
     ctx.metrics.set_platforms(PlatformCounts::of(&platforms));
-    let uids: HashSet<String> = platforms.iter().filter_map(|p| p.uid()).collect();
+    // Bookkeeping of platforms that are gone is dropped, so it stays bounded.
+    let uids: HashSet<String> = cached.iter().filter_map(|o| o.uid()).collect();
+    let keys: HashSet<String> = cached.iter().map(|o| platform_key(o)).collect();
     lock(&ctx.in_sync).retain(|key, _| key.split('/').next().is_some_and(|uid| uids.contains(uid)));
+    lock(&ctx.reported_invalid).retain(|uid, _| uids.contains(uid));
+    lock(&ctx.failures).retain(|key, _| keys.contains(key));
 }
 
 fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -502,7 +504,15 @@ async fn reconcile_platform(cached: &DynamicObject, ctx: &Context) -> Result<Act
     for notice in notices {
         publish(ctx, &reference, &notice).await;
     }
-    Ok(Action::requeue(ctx.requeue_after))
+    // A store coming back changes nothing the watches see: look again soon.
+    let store_down = stores
+        .as_deref()
+        .is_some_and(|checks| checks.iter().any(|c| !c.ok));
+    Ok(Action::requeue(if store_down {
+        ctx.requeue_after.min(DEGRADED_REQUEUE)
+    } else {
+        ctx.requeue_after
+    }))
 }
 
 async fn publish(ctx: &Context, reference: &ObjectReference, notice: &Notice) {

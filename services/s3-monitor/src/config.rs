@@ -94,7 +94,6 @@ impl Config {
     }
 }
 
-
 /// `$XDG_STATE_HOME/polystream/spool` (the same state root `./dev` uses), else
 /// `./spool`. In Kubernetes SPOOL_DIR is set to a mounted volume.
 fn default_spool_dir<S: Source>(r: &mut Reader<S>) -> String {
@@ -153,7 +152,12 @@ mod tests {
         assert_eq!(c.opensearch_url.as_deref(), Some("http://opensearch:9200"));
         let mut r = Reader::new([("OPENSEARCH_URL", "opensearch:9200")]);
         Config::read(&mut r);
-        assert!(r.finish().unwrap_err().to_string().contains("OPENSEARCH_URL"));
+        assert!(
+            r.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("OPENSEARCH_URL")
+        );
     }
 
     #[test]

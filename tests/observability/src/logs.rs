@@ -26,6 +26,15 @@ pub fn line_with<'a>(log: &'a str, trace_id: &str, correlation_id: &str) -> Opti
     })
 }
 
+/// The `trace_id` of the first JSON log line carrying `correlation_id`.
+pub fn trace_id_of(log: &str, correlation_id: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains(correlation_id))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| holds(v, "correlation_id", correlation_id) && v["trace_id"].is_string())
+        .and_then(|v| v["trace_id"].as_str().map(str::to_owned))
+}
+
 /// How many lines of `log` are JSON objects (for a failure message that
 /// tells "no such line" from "not JSON logs at all").
 pub fn json_lines(log: &str) -> usize {
@@ -50,5 +59,7 @@ not json at all 4bf9 c-1
         assert_eq!(line_with(log, "4bf9", "c-1"), log.lines().nth(2));
         assert_eq!(line_with(log, "4bf9", "c-2"), None);
         assert_eq!(json_lines(log), 2);
+        assert_eq!(trace_id_of(log, "c-1").as_deref(), Some("4bf9"));
+        assert_eq!(trace_id_of(log, "c-2"), None);
     }
 }

@@ -33,13 +33,6 @@ const S1: &str = "polystream-s1-gateway";
 const S2: &str = "polystream-s2-processor";
 const S3: &str = "polystream-s3-monitor";
 const OPERATOR: &str = "polystream-operator";
-/// The Prometheus job of each process, as the target file names them.
-const JOBS: [(&str, &str); 4] = [
-    (S1, "s1-gateway"),
-    (S2, "s2-processor"),
-    (S3, "s3-monitor"),
-    (OPERATOR, "operator"),
-];
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---- processes -----------------------------------------------------------------
@@ -329,7 +322,7 @@ async fn exemplar_resolves(
             "Prometheus stored no exemplar with a trace_id for {query} (answer: {body:.300})"
         ));
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let res = http
             .get(format!("{jaeger}/api/traces/{trace_id}"))
@@ -497,110 +490,139 @@ async fn poison(brokers: &str, topic: &str) {
 
 // ---- the test --------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_ids() {
-    let http = reqwest::Client::new();
-    let prom = env_or("PROMETHEUS_URL", "http://127.0.0.1:9090");
-    let jaeger_url = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
-    let otlp = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
-    let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092");
-    let opensearch = env_or("OPENSEARCH_URL", "http://127.0.0.1:9200");
-    let kubectl_bin = std::env::var("KUBECTL").unwrap_or_else(|_| {
-        panic!("KUBECTL is not set: `./dev env` prints it (`./dev install kubectl` installs it)")
-    });
-    let sd_dir = PathBuf::from(std::env::var("PROMETHEUS_FILE_SD_DIR").unwrap_or_else(|_| {
-        panic!(
-            "PROMETHEUS_FILE_SD_DIR is not set: `./dev env` prints it once Prometheus was started \
-             by a ./dev that knows file_sd (`./dev stop prometheus && ./dev up prometheus`)"
-        )
-    }));
+/// Where the local servers are (`./dev env`), checked before anything starts.
+struct Servers {
+    http: reqwest::Client,
+    prom: String,
+    jaeger: String,
+    otlp: String,
+    brokers: String,
+    opensearch: String,
+    kubectl: String,
+    sd_dir: PathBuf,
+}
 
-    // The servers this needs, each failing by name.
-    let config = match http
-        .get(format!("{prom}/api/v1/status/config"))
-        .send()
-        .await
-    {
-        Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
-        Err(e) => unreachable("Prometheus", "prometheus", &prom, e),
-    };
-    assert!(
-        config["data"]["yaml"]
-            .as_str()
-            .is_some_and(|y| y.contains(&*sd_dir.to_string_lossy())),
-        "the running Prometheus does not read target files from {}: restart it with \
-         `./dev stop prometheus && ./dev up prometheus` (its config is written at start)",
-        sd_dir.display()
-    );
-    if let Err(e) = http
-        .get(format!("{jaeger_url}/api/services"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &jaeger_url, e);
+impl Servers {
+    async fn check() -> Self {
+        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| {
+            panic!(
+                "KUBECTL is not set: `./dev env` prints it (`./dev install kubectl` installs it)"
+            )
+        });
+        let sd_dir = PathBuf::from(std::env::var("PROMETHEUS_FILE_SD_DIR").unwrap_or_else(|_| {
+            panic!(
+                "PROMETHEUS_FILE_SD_DIR is not set: `./dev env` prints it once Prometheus was \
+                 started by a ./dev that knows file_sd (`./dev stop prometheus && ./dev up prometheus`)"
+            )
+        }));
+        let s = Self {
+            http: reqwest::Client::new(),
+            prom: env_or("PROMETHEUS_URL", "http://127.0.0.1:9090"),
+            jaeger: env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
+            otlp: env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            brokers: env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            opensearch: env_or("OPENSEARCH_URL", "http://127.0.0.1:9200"),
+            kubectl,
+            sd_dir,
+        };
+        let config = match s
+            .http
+            .get(format!("{}/api/v1/status/config", s.prom))
+            .send()
+            .await
+        {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
+            Err(e) => unreachable("Prometheus", "prometheus", &s.prom, e),
+        };
+        assert!(
+            config["data"]["yaml"]
+                .as_str()
+                .is_some_and(|y| y.contains(&*s.sd_dir.to_string_lossy())),
+            "the running Prometheus does not read target files from {}: restart it with \
+             `./dev stop prometheus && ./dev up prometheus` (its config is written at start)",
+            s.sd_dir.display()
+        );
+        if let Err(e) = s
+            .http
+            .get(format!("{}/api/services", s.jaeger))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        {
+            unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &s.jaeger, e);
+        }
+        s
     }
-    let bins: Vec<PathBuf> = [S1, S2, S3, OPERATOR, "polystream-demo"]
-        .iter()
-        .map(|b| service_binary(b))
-        .collect();
-    let (s1_bin, s2_bin, s3_bin, op_bin, demo_bin) =
-        (&bins[0], &bins[1], &bins[2], &bins[3], &bins[4]);
+}
 
-    let id = unique("obs");
-    let started = std::time::SystemTime::now();
-    let dir = std::env::temp_dir().join(&id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cleanup = Cleanup {
-        target_file: None,
-        namespace: None,
-        kubectl: kubectl_bin.clone(),
-        audit_prefix: format!("{id}-audit"),
-        opensearch: opensearch.clone(),
-        dir: dir.clone(),
-        keep_dir: std::env::var_os("KEEP_OBS_OUTPUT").is_some(),
-    };
-    let ns = id.clone();
-    let topics = [
-        format!("{id}-user"),
-        format!("{id}-resp"),
-        format!("{id}-dlq"),
-    ];
+/// This run's platform: the four processes and what identifies them.
+struct Run {
+    id: String,
+    started: std::time::SystemTime,
+    topics: [String; 3],
+    admin: (String, String),
+    s1_api: String,
+    /// (job, /metrics URL) of each process.
+    metrics: Vec<(&'static str, String)>,
+    s1: Proc,
+    s2: Proc,
+    s3: Proc,
+    operator: Proc,
+    // Declared last: dropped after the processes are stopped.
+    cleanup: Cleanup,
+}
 
-    // ---- the operator's platform, in this run's namespace ----
-    kubectl(&kubectl_bin, &["create", "namespace", &ns], None);
-    cleanup.namespace = Some(ns.clone());
-    let mut secret = sample("secrets.yaml");
-    secret["metadata"]["namespace"] = json!(ns);
-    kubectl(&kubectl_bin, &["apply", "-f", "-"], Some(&secret));
-    let mut platform = sample("streamingplatform.yaml");
-    platform["metadata"]["namespace"] = json!(ns);
-    platform["spec"]["stores"]["kafka"]["bootstrapServers"] = json!(brokers);
-    platform["spec"]["stores"]["kafka"]["partitions"] = json!(3);
-    platform["spec"]["stores"]["kafka"]["topics"] = json!({
-        "userEvents": topics[0], "responseEvents": topics[1], "deadLetter": topics[2]
-    });
+impl Run {
+    /// Starts S2, S3, S1 and the operator (in that order: S2 creates the
+    /// topics), and applies a StreamingPlatform in the run's namespace.
+    async fn start(srv: &Servers) -> Self {
+        let bins: Vec<PathBuf> = [S1, S2, S3, OPERATOR]
+            .iter()
+            .map(|b| service_binary(b))
+            .collect();
+        let id = unique("obs");
+        let dir = std::env::temp_dir().join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cleanup = Cleanup {
+            target_file: None,
+            namespace: None,
+            kubectl: srv.kubectl.clone(),
+            audit_prefix: format!("{id}-audit"),
+            opensearch: srv.opensearch.clone(),
+            dir: dir.clone(),
+            keep_dir: std::env::var_os("KEEP_OBS_OUTPUT").is_some(),
+        };
+        let topics = [
+            format!("{id}-user"),
+            format!("{id}-resp"),
+            format!("{id}-dlq"),
+        ];
 
-    // ---- the services ----
-    let (s1_http, s1_metrics) = (free_addr(), free_addr());
-    let (s2_http, s2_metrics) = (free_addr(), free_addr());
-    let (s3_http, s3_metrics) = (free_addr(), free_addr());
-    let op_http = free_addr();
-    let admin = (
-        format!("admin-{id}@example.com"),
-        "obs-admin-password-1".to_owned(),
-    );
-    let common =
-        |service: &str, http_addr: &str, metrics_addr: &str| -> Vec<(&'static str, String)> {
+        // The namespace doubles as the dashboards' $namespace for this run.
+        kubectl(&srv.kubectl, &["create", "namespace", &id], None);
+        cleanup.namespace = Some(id.clone());
+        let mut secret = sample("secrets.yaml");
+        secret["metadata"]["namespace"] = json!(id);
+        kubectl(&srv.kubectl, &["apply", "-f", "-"], Some(&secret));
+
+        let (s1_http, s1_metrics) = (free_addr(), free_addr());
+        let (s2_http, s2_metrics) = (free_addr(), free_addr());
+        let (s3_http, s3_metrics) = (free_addr(), free_addr());
+        let op_http = free_addr();
+        let admin = (
+            format!("admin-{id}@example.com"),
+            "obs-admin-password-1".to_owned(),
+        );
+        let common = |service: &str, http_addr: &str, metrics_addr: &str| {
             vec![
-                ("KAFKA_BOOTSTRAP_SERVERS", brokers.clone()),
+                ("KAFKA_BOOTSTRAP_SERVERS", srv.brokers.clone()),
                 ("KAFKA_TOPIC_USER_EVENTS", topics[0].clone()),
                 ("KAFKA_TOPIC_RESPONSE_EVENTS", topics[1].clone()),
                 ("KAFKA_TOPIC_DEAD_LETTER", topics[2].clone()),
                 ("KAFKA_PARTITIONS", "3".into()),
                 ("HTTP_ADDR", http_addr.to_owned()),
                 ("METRICS_ADDR", metrics_addr.to_owned()),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.otlp.clone()),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
                 ("OTEL_SERVICE_NAME", service.to_owned()),
                 ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
@@ -613,79 +635,118 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
                 (
                     "RUST_LOG",
                     "info,polystream_s1_gateway=debug,polystream_s2_processor=debug,\
-                 polystream_s3_monitor=debug,polystream_common=debug"
+                     polystream_s3_monitor=debug,polystream_common=debug"
                         .into(),
                 ),
             ]
         };
-    let mut env2 = common(S2, &s2_http, &s2_metrics);
-    env2.push(("KAFKA_GROUP_ID", format!("{id}-s2")));
-    let mut s2 = Proc::spawn("s2-processor", s2_bin, &[], &env2, &dir);
-    s2.wait_ready(&http, &format!("http://{s2_http}/ready"))
-        .await;
 
-    let mut env3 = common(S3, &s3_http, &s3_metrics);
-    env3.extend([
-        ("KAFKA_GROUP_ID", format!("{id}-s3")),
-        ("AUDIT_INDEX_PREFIX", format!("{id}-audit")),
-        ("SPOOL_DIR", dir.join("spool").display().to_string()),
-    ]);
-    let mut s3 = Proc::spawn("s3-monitor", s3_bin, &[], &env3, &dir);
-    s3.wait_ready(&http, &format!("http://{s3_http}/ready"))
-        .await;
+        let mut env = common(S2, &s2_http, &s2_metrics);
+        env.push(("KAFKA_GROUP_ID", format!("{id}-s2")));
+        let mut s2 = Proc::spawn("s2-processor", &bins[1], &[], &env, &dir);
+        s2.wait_ready(&srv.http, &format!("http://{s2_http}/ready"))
+            .await;
 
-    let mut env1 = common(S1, &s1_http, &s1_metrics);
-    env1.extend([
-        ("PUBLIC_URL", format!("http://{s1_http}")),
-        ("ADMIN_EMAIL", admin.0.clone()),
-        ("ADMIN_PASSWORD", admin.1.clone()),
-    ]);
-    let mut s1 = Proc::spawn("s1-gateway", s1_bin, &[], &env1, &dir);
-    s1.wait_ready(&http, &format!("http://{s1_http}/ready"))
-        .await;
+        let mut env = common(S3, &s3_http, &s3_metrics);
+        env.extend([
+            ("KAFKA_GROUP_ID", format!("{id}-s3")),
+            ("AUDIT_INDEX_PREFIX", format!("{id}-audit")),
+            ("SPOOL_DIR", dir.join("spool").display().to_string()),
+        ]);
+        let mut s3 = Proc::spawn("s3-monitor", &bins[2], &[], &env, &dir);
+        s3.wait_ready(&srv.http, &format!("http://{s3_http}/ready"))
+            .await;
 
-    let env_op = vec![
-        ("WATCH_NAMESPACE", ns.clone()),
-        ("LEADER_ELECTION", "false".to_owned()),
-        ("OPERATOR_HTTP_ADDR", op_http.clone()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
-        ("OTEL_SERVICE_NAME", OPERATOR.to_owned()),
-        ("RUST_LOG", "info,polystream_operator=debug".to_owned()),
-    ];
-    let mut operator = Proc::spawn("operator", op_bin, &["run"], &env_op, &dir);
-    operator
-        .wait_ready(&http, &format!("http://{op_http}/health"))
-        .await;
-    kubectl(&kubectl_bin, &["apply", "-f", "-"], Some(&platform));
+        let mut env = common(S1, &s1_http, &s1_metrics);
+        env.extend([
+            ("PUBLIC_URL", format!("http://{s1_http}")),
+            ("ADMIN_EMAIL", admin.0.clone()),
+            ("ADMIN_PASSWORD", admin.1.clone()),
+        ]);
+        let mut s1 = Proc::spawn("s1-gateway", &bins[0], &[], &env, &dir);
+        s1.wait_ready(&srv.http, &format!("http://{s1_http}/ready"))
+            .await;
 
-    // ---- Prometheus scrapes them, by job, labelled with this run ----
-    let metrics_urls = [
-        ("s1-gateway", format!("http://{s1_metrics}/metrics")),
-        ("s2-processor", format!("http://{s2_metrics}/metrics")),
-        ("s3-monitor", format!("http://{s3_metrics}/metrics")),
-        ("operator", format!("http://{op_http}/metrics")),
-    ];
-    let targets: Vec<Value> = metrics_urls
-        .iter()
-        .map(|(job, url)| {
-            let target = url
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics");
-            json!({"targets": [target], "labels": {"job": job, "namespace": ns, "run": id}})
-        })
-        .collect();
-    std::fs::create_dir_all(&sd_dir).unwrap();
-    let target_file = sd_dir.join(format!("{id}.json"));
-    // Written aside and renamed: Prometheus never reads half a file.
-    let tmp = sd_dir.join(format!(".{id}.tmp"));
-    std::fs::write(&tmp, Value::Array(targets).to_string()).unwrap();
-    std::fs::rename(&tmp, &target_file).unwrap();
-    cleanup.target_file = Some(target_file.clone());
-    for (_, job) in JOBS {
-        let q = format!("up{{job=\"{job}\",run=\"{id}\"}}");
-        if let Err(e) = prom_wait(&http, &prom, &q, |v| v == 1.0, Duration::from_secs(60)).await {
-            let targets: Value = http
-                .get(format!("{prom}/api/v1/targets"))
+        let env = vec![
+            ("WATCH_NAMESPACE", id.clone()),
+            ("LEADER_ELECTION", "false".to_owned()),
+            ("OPERATOR_HTTP_ADDR", op_http.clone()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.otlp.clone()),
+            ("OTEL_SERVICE_NAME", OPERATOR.to_owned()),
+            ("RUST_LOG", "info,polystream_operator=debug".to_owned()),
+        ];
+        let mut operator = Proc::spawn("operator", &bins[3], &["run"], &env, &dir);
+        operator
+            .wait_ready(&srv.http, &format!("http://{op_http}/health"))
+            .await;
+        // The sample platform, on this run's topics, so the operator has one to report on.
+        let mut platform = sample("streamingplatform.yaml");
+        platform["metadata"]["namespace"] = json!(id);
+        platform["spec"]["stores"]["kafka"]["bootstrapServers"] = json!(srv.brokers);
+        platform["spec"]["stores"]["kafka"]["partitions"] = json!(3);
+        platform["spec"]["stores"]["kafka"]["topics"] = json!({
+            "userEvents": topics[0], "responseEvents": topics[1], "deadLetter": topics[2]
+        });
+        kubectl(&srv.kubectl, &["apply", "-f", "-"], Some(&platform));
+
+        Self {
+            started: std::time::SystemTime::now(),
+            topics,
+            admin,
+            s1_api: format!("http://{s1_http}"),
+            metrics: vec![
+                ("s1-gateway", format!("http://{s1_metrics}/metrics")),
+                ("s2-processor", format!("http://{s2_metrics}/metrics")),
+                ("s3-monitor", format!("http://{s3_metrics}/metrics")),
+                ("operator", format!("http://{op_http}/metrics")),
+            ],
+            s1,
+            s2,
+            s3,
+            operator,
+            cleanup,
+            id,
+        }
+    }
+
+    /// Registers the processes with Prometheus (a file_sd target file naming
+    /// each job, labelled with the run) and waits until each is scraped.
+    async fn register_targets(&mut self, srv: &Servers) {
+        let id = &self.id;
+        let targets: Vec<Value> = self
+            .metrics
+            .iter()
+            .map(|(job, url)| {
+                let target = url
+                    .trim_start_matches("http://")
+                    .trim_end_matches("/metrics");
+                json!({"targets": [target], "labels": {"job": job, "namespace": id, "run": id}})
+            })
+            .collect();
+        std::fs::create_dir_all(&srv.sd_dir).unwrap();
+        let target_file = srv.sd_dir.join(format!("{id}.json"));
+        // Written aside and renamed: Prometheus never reads half a file.
+        let tmp = srv.sd_dir.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, Value::Array(targets).to_string()).unwrap();
+        std::fs::rename(&tmp, &target_file).unwrap();
+        self.cleanup.target_file = Some(target_file.clone());
+        // The job label must be the file's, not the scrape config's job_name.
+        for (job, _) in &self.metrics {
+            let q = format!("up{{job=\"{job}\",run=\"{id}\"}}");
+            let Err(e) = prom_wait(
+                &srv.http,
+                &srv.prom,
+                &q,
+                |v| v == 1.0,
+                Duration::from_secs(60),
+            )
+            .await
+            else {
+                continue;
+            };
+            let targets: Value = srv
+                .http
+                .get(format!("{}/api/v1/targets", srv.prom))
                 .send()
                 .await
                 .unwrap()
@@ -713,128 +774,171 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
         }
     }
 
-    // ---- load: the demo tool, plus one traced command, a failing one and a poison event ----
-    let api = Api {
-        base: format!("http://{s1_http}"),
-        http: http.clone(),
-    };
-    api.login(&admin.0, &admin.1).await;
-    let email = format!("{id}@example.com");
-    let traced = api.register(&email).await;
-    let corr = traced["correlation_id"]
-        .as_str()
-        .expect("correlation_id in the 202")
-        .to_owned();
-    let outcome = api.outcome(&traced).await;
-    assert_eq!(
-        outcome["state"], "completed",
-        "the traced registration: {outcome}"
-    );
-
-    let mut demo = Proc::spawn(
-        "demo-load",
-        demo_bin,
-        &["load", "--rate", "8", "--duration", "25", "--users", "2"],
-        &[
-            ("POLYSTREAM_API", api.base.clone()),
-            ("ADMIN_EMAIL", admin.0.clone()),
-            ("ADMIN_PASSWORD", admin.1.clone()),
-        ],
-        &dir,
-    );
-    // Failures and dead letters twice: once early, once at the end, so the
-    // newest samples of their series fall inside the panels' 1m windows.
-    let failures = async || {
-        let dup = api.register(&email).await;
-        let out = api.outcome(&dup).await;
+    /// The load: one traced registration (its correlation id is returned),
+    /// the demo tool's mixed traffic, failing commands and poison events, and
+    /// a spec change for the operator. Returns once Prometheus has scraped it all.
+    async fn generate_load(&self, srv: &Servers) -> String {
+        let api = Api {
+            base: self.s1_api.clone(),
+            http: srv.http.clone(),
+        };
+        api.login(&self.admin.0, &self.admin.1).await;
+        let email = format!("{}@example.com", self.id);
+        let traced = api.register(&email).await;
+        let corr = traced["correlation_id"]
+            .as_str()
+            .expect("correlation_id in the 202")
+            .to_owned();
+        let outcome = api.outcome(&traced).await;
         assert_eq!(
-            out["state"], "failed",
-            "a duplicate registration must fail: {out}"
+            outcome["state"], "completed",
+            "the traced registration: {outcome}"
         );
-        poison(&brokers, &topics[0]).await;
-    };
-    failures().await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let demo_status = loop {
-        if let Some(s) = demo.exited() {
-            break s;
-        }
+
+        let mut demo = Proc::spawn(
+            "demo-load",
+            &service_binary("polystream-demo"),
+            &["load", "--rate", "8", "--duration", "25", "--users", "2"],
+            &[
+                ("POLYSTREAM_API", api.base.clone()),
+                ("ADMIN_EMAIL", self.admin.0.clone()),
+                ("ADMIN_PASSWORD", self.admin.1.clone()),
+            ],
+            &self.cleanup.dir,
+        );
+        // Failures and dead letters twice: once early, once at the end, so the
+        // newest samples of their series fall inside the panels' 1m windows.
+        let failures = async || {
+            let dup = api.register(&email).await;
+            let out = api.outcome(&dup).await;
+            assert_eq!(
+                out["state"], "failed",
+                "a duplicate registration must fail: {out}"
+            );
+            poison(&srv.brokers, &self.topics[0]).await;
+        };
+        failures().await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = demo.exited() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the demo load did not finish within 120s:\n{}",
+                demo.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         assert!(
-            Instant::now() < deadline,
-            "the demo load did not finish within 120s:\n{}",
+            status.success(),
+            "the demo load failed ({status}):\n{}",
             demo.tail()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert!(
-        demo_status.success(),
-        "the demo load failed ({demo_status}):\n{}",
-        demo.tail()
-    );
-    // A spec change: the operator reconciles inside the panels' window.
-    kubectl(
-        &kubectl_bin,
-        &[
-            "patch",
-            "streamingplatform",
-            "polystream",
-            "-n",
-            &ns,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"processor":{"replicas":1}}}"#,
-        ],
-        None,
-    );
-    failures().await;
+        // A spec change: the operator reconciles inside the panels' window.
+        kubectl(
+            &srv.kubectl,
+            &[
+                "patch",
+                "streamingplatform",
+                "polystream",
+                "-n",
+                &self.id,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"processor":{"replicas":1}}}"#,
+            ],
+            None,
+        );
+        failures().await;
 
-    // Both dead letters scraped, then one scrape more: every series has
-    // at least two samples after the last event.
-    let dlq = format!("sum(polystream_dead_lettered_events_total{{run=\"{id}\"}})");
-    let mut problems: Vec<String> = Vec::new();
-    if let Err(e) = prom_wait(&http, &prom, &dlq, |v| v >= 2.0, Duration::from_secs(60)).await {
-        problems.push(format!(
-            "the two poison events never showed in Prometheus: {e}"
-        ));
+        // Both dead letters scraped, then one scrape more: every series has
+        // at least two samples after the last event.
+        let dlq = format!(
+            "sum(polystream_dead_lettered_events_total{{run=\"{}\"}})",
+            self.id
+        );
+        if let Err(e) = prom_wait(
+            &srv.http,
+            &srv.prom,
+            &dlq,
+            |v| v >= 2.0,
+            Duration::from_secs(60),
+        )
+        .await
+        {
+            panic!("the two poison events never showed in Prometheus: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        corr
     }
-    tokio::time::sleep(Duration::from_secs(11)).await;
 
-    // ---- 0. the alert rules the local Prometheus loaded see this run's dead letters ----
+    /// Stops the processes and deletes the run's topics (best effort: a
+    /// leftover topic harms nobody); the rest goes with `cleanup`.
+    async fn stop(self, srv: &Servers, keep_output: bool) {
+        let Self {
+            s1,
+            s2,
+            s3,
+            operator,
+            mut cleanup,
+            topics,
+            ..
+        } = self;
+        drop((s1, s2, s3, operator));
+        if let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", &srv.brokers)
+            .create::<AdminClient<DefaultClientContext>>()
+        {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+        }
+        cleanup.keep_dir |= keep_output;
+    }
+}
+
+/// The alert rules the local Prometheus loaded fire on this run's dead letters.
+async fn check_alert(srv: &Servers, ns: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let alerts: Value = http
-            .get(format!("{prom}/api/v1/alerts"))
+        let alerts: Value = srv
+            .http
+            .get(format!("{}/api/v1/alerts", srv.prom))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap_or(Value::Null);
-        let mine = alerts["data"]["alerts"]
+        let firing = alerts["data"]["alerts"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|a| {
                 a["labels"]["alertname"] == "PolystreamDeadLetters"
-                    && a["labels"]["namespace"] == ns.as_str()
+                    && a["labels"]["namespace"] == ns
                     && a["state"] == "firing"
             });
-        if mine {
-            break;
+        if firing {
+            return Vec::new();
         }
         if Instant::now() > deadline {
-            problems.push(format!(
+            return vec![format!(
                 "alert PolystreamDeadLetters is not firing for namespace {ns} after two poison \
-                 events (are charts/polystream/rules/*.yml loaded? `curl -X POST {prom}/-/reload`)"
-            ));
-            break;
+                 events (are charts/polystream/rules/*.yml loaded? `curl -X POST {}/-/reload`)",
+                srv.prom
+            )];
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
 
-    // ---- 1. every query of every dashboard panel returns data ----
-    let vars = [("__rate_interval", "1m"), ("namespace", ns.as_str())];
+/// Every query of every dashboard panel, for this run's namespace, returns
+/// at least one series with a number.
+async fn check_panels(srv: &Servers, ns: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let vars = [("__rate_interval", "1m"), ("namespace", ns)];
     let mut queries = 0;
     for (file, text) in json_files(&dashboards_dir()).unwrap() {
         let (d, _) = Dashboard::parse(&file, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -852,7 +956,7 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
                         continue;
                     }
                 };
-                match prom_query(&http, &prom, &expr).await {
+                match prom_query(&srv.http, &srv.prom, &expr).await {
                     Err(e) => problems.push(format!("{at}: {e}\n      {expr}")),
                     Ok(r) if r.is_empty() => problems.push(format!("{at}: no data\n      {expr}")),
                     Ok(r) if r.iter().all(|s| sample_value(s).is_nan()) => problems.push(format!(
@@ -869,8 +973,11 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
         dashboards_dir().display()
     );
     eprintln!("{queries} dashboard queries run against Prometheus for namespace {ns}");
+    problems
+}
 
-    // ---- 1b. the latency panels' exemplars lead to traces Jaeger holds ----
+/// The latency panels' exemplars lead to traces Jaeger holds.
+async fn check_exemplars(srv: &Servers, run: &Run) -> Vec<String> {
     let mut buckets: Vec<String> = Vec::new();
     for (file, text) in json_files(&dashboards_dir()).unwrap() {
         let (d, _) = Dashboard::parse(&file, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -887,24 +994,37 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
             }
         }
     }
+    let mut problems = Vec::new();
+    // Reconciles are not requests: the operator's histogram needs no trace links.
     for metric in buckets
         .iter()
-        // Reconciles are not requests: the operator's histogram needs no trace links.
         .filter(|m| !m.starts_with("polystream_operator_"))
     {
-        if let Err(e) = exemplar_resolves(&http, &prom, &jaeger_url, metric, &id, started).await {
+        if let Err(e) = exemplar_resolves(
+            &srv.http,
+            &srv.prom,
+            &srv.jaeger,
+            metric,
+            &run.id,
+            run.started,
+        )
+        .await
+        {
             problems.push(format!("exemplars of {metric}: {e}"));
         }
     }
+    problems
+}
 
-    // ---- 2. promtool check metrics on every scrape ----
-    // Both answers of /metrics: the OpenMetrics Prometheus scrapes (rewritten
-    // to the classic format, the only one promtool parses) and the classic
-    // text a plain client gets.
+/// `promtool check metrics` accepts both answers of every /metrics: the
+/// OpenMetrics Prometheus scrapes (rewritten to the classic format, the only
+/// one promtool parses) and the classic text a plain client gets.
+async fn check_metrics_lint(srv: &Servers, run: &Run) -> Vec<String> {
     const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
-    for (job, url) in &metrics_urls {
+    let mut problems = Vec::new();
+    for (job, url) in &run.metrics {
         for accept in [OPENMETRICS, "text/plain"] {
-            let res = http.get(url).header("accept", accept).send().await;
+            let res = srv.http.get(url).header("accept", accept).send().await;
             let (content_type, body) = match res {
                 Ok(r) if r.status().is_success() => (
                     r.headers()
@@ -937,107 +1057,136 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
             };
             if let Err(said) = promtool_check_metrics(&text) {
                 problems.push(format!(
-                    "{job}: `promtool check metrics` on {url} (Accept: {accept}, answered {content_type}):\n      {}",
+                    "{job}: `promtool check metrics` on {url} (Accept: {accept}, answered \
+                     {content_type}):\n      {}",
                     said.replace('\n', "\n      ")
                 ));
             }
         }
     }
+    problems
+}
 
-    // ---- 3. the traced request is one trace S1 → S2 → S3 ----
+/// The traced request is ONE trace S1 → Kafka → S2 → Kafka → S3, found by
+/// its correlation id. Returns its trace id (from Jaeger, else from S1's
+/// logs) and the problems.
+async fn check_trace(srv: &Servers, corr: &str, s1_log: &str) -> (Option<String>, Vec<String>) {
     let services = Services {
         s1: S1,
         s2: S2,
         s3: S3,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
     let tags = json!({ CORRELATION_KEY: corr }).to_string();
-    let mut trace_id: Option<String> = None;
-    let trace_problem = loop {
-        let search = reqwest::Url::parse_with_params(
-            &format!("{jaeger_url}/api/traces"),
-            [
-                ("service", S1),
-                ("tags", tags.as_str()),
-                ("lookback", "1h"),
-                ("limit", "20"),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("JAEGER_QUERY_URL {jaeger_url}: {e}"));
-        let answer: Value = match http.get(search).send().await {
+    let search = reqwest::Url::parse_with_params(
+        &format!("{}/api/traces", srv.jaeger),
+        [
+            ("service", S1),
+            ("tags", tags.as_str()),
+            ("lookback", "1h"),
+            ("limit", "20"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("JAEGER_QUERY_URL {}: {e}", srv.jaeger));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer: Value = match srv.http.get(search.clone()).send().await {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(e) => unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &jaeger_url, e),
+            Err(e) => unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &srv.jaeger, e),
         };
         let found = answer["data"].as_array().cloned().unwrap_or_default();
-        let result = if found.is_empty() {
-            Err(format!(
-                "no trace of service {S1} with tag {CORRELATION_KEY}={corr} in Jaeger ({jaeger_url})"
-            ))
-        } else if found.len() > 1 {
-            Err(format!(
-                "{} traces carry {CORRELATION_KEY}={corr}; one request must be ONE trace: {:?}",
-                found.len(),
-                found
-                    .iter()
-                    .map(|t| t["traceID"].clone())
-                    .collect::<Vec<_>>()
-            ))
-        } else {
-            // Jaeger drops leading zeros; logs and W3C ids have all 32 digits.
-            let tid = format!("{:0>32}", found[0]["traceID"].as_str().unwrap_or_default());
-            trace_id = Some(tid.clone());
-            let spans = jaeger::spans_of(&answer);
-            jaeger::check_chain(&spans, services, &corr).map_err(|p| {
-                format!(
-                    "trace {tid} of {corr}:\n      {}\n    the trace:\n{}",
-                    p.join("\n      "),
-                    jaeger::render_tree(&spans)
+        let (trace_id, result) = match found.as_slice() {
+            [] => {
+                let from_logs = logs::trace_id_of(s1_log, corr);
+                let hint = match &from_logs {
+                    Some(t) => format!(
+                        "S1's logs name trace {t} for it: is it in Jaeger? {}/api/traces/{t}",
+                        srv.jaeger
+                    ),
+                    None => "and S1's logs name no trace for it either".to_owned(),
+                };
+                (
+                    from_logs,
+                    Err(format!(
+                        "no trace of service {S1} with tag {CORRELATION_KEY}={corr} in Jaeger \
+                         ({}); {hint}",
+                        srv.jaeger
+                    )),
                 )
-            })
+            }
+            [trace] => {
+                // Jaeger drops leading zeros; logs and W3C ids have all 32 digits.
+                let tid = format!("{:0>32}", trace["traceID"].as_str().unwrap_or_default());
+                let spans = jaeger::spans_of(&answer);
+                let result = jaeger::check_chain(&spans, services, corr)
+                    .map(|chain| eprintln!("trace {tid} of {corr}: {chain:?}"))
+                    .map_err(|p| {
+                        format!(
+                            "trace {tid} of {corr}:\n      {}\n    the trace:\n{}",
+                            p.join("\n      "),
+                            jaeger::render_tree(&spans)
+                        )
+                    });
+                (Some(tid), result)
+            }
+            many => (
+                None,
+                Err(format!(
+                    "{} traces carry {CORRELATION_KEY}={corr}; one request must be ONE trace: {:?}",
+                    many.len(),
+                    many.iter()
+                        .map(|t| t["traceID"].clone())
+                        .collect::<Vec<_>>()
+                )),
+            ),
         };
         match result {
-            Ok(chain) => {
-                eprintln!("trace of {corr}: {chain:?}");
-                break None;
-            }
-            Err(e) if Instant::now() > deadline => break Some(e),
+            Ok(()) => return (trace_id, Vec::new()),
+            Err(e) if Instant::now() > deadline => return (trace_id, vec![e]),
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
-    };
-    problems.extend(trace_problem);
+    }
+}
 
-    // ---- 4. each service logs a line with that trace id and correlation id ----
-    match &trace_id {
-        None => problems.push(format!("logs not checked: no trace id for {corr}")),
-        Some(tid) => {
-            for p in [&s1, &s2, &s3] {
-                let out = p.output();
-                if logs::line_with(&out, tid, &corr).is_none() {
-                    problems.push(format!(
-                        "{}: no JSON log line with trace_id={tid} and correlation_id={corr} \
-                         ({} JSON lines of {} captured in {})",
-                        p.name,
-                        logs::json_lines(&out),
-                        out.lines().count(),
-                        p.stdout.display()
-                    ));
-                }
-            }
+/// Each service wrote a JSON log line carrying the trace id and correlation id.
+fn check_logs(run: &Run, trace_id: Option<&str>, corr: &str) -> Vec<String> {
+    let Some(tid) = trace_id else {
+        return vec![format!("logs not checked: no trace id for {corr}")];
+    };
+    let mut problems = Vec::new();
+    for p in [&run.s1, &run.s2, &run.s3] {
+        let out = p.output();
+        if logs::line_with(&out, tid, corr).is_none() {
+            problems.push(format!(
+                "{}: no JSON log line with trace_id={tid} and correlation_id={corr} \
+                 ({} JSON lines of {} captured in {})",
+                p.name,
+                logs::json_lines(&out),
+                out.lines().count(),
+                p.stdout.display()
+            ));
         }
     }
+    problems
+}
 
-    drop((s1, s2, s3, operator, demo));
-    // The run's topics go with it (best effort: a leftover topic harms nobody).
-    if let Ok(admin) = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create::<AdminClient<DefaultClientContext>>()
-    {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-    }
-    if !problems.is_empty() {
-        cleanup.keep_dir = true;
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_ids() {
+    let srv = Servers::check().await;
+    let mut run = Run::start(&srv).await;
+    run.register_targets(&srv).await;
+    let corr = run.generate_load(&srv).await;
+
+    // Every check runs; the test fails once, listing every problem.
+    let mut problems = check_alert(&srv, &run.id).await;
+    problems.extend(check_panels(&srv, &run.id).await);
+    problems.extend(check_exemplars(&srv, &run).await);
+    problems.extend(check_metrics_lint(&srv, &run).await);
+    let (trace_id, trace_problems) = check_trace(&srv, &corr, &run.s1.output()).await;
+    problems.extend(trace_problems);
+    problems.extend(check_logs(&run, trace_id.as_deref(), &corr));
+
+    let id = run.id.clone();
+    run.stop(&srv, !problems.is_empty()).await;
     assert!(
         problems.is_empty(),
         "{} problem(s) in run {id} (correlation id {corr}):\n  - {}",

@@ -252,7 +252,15 @@ impl Env {
             let Ok(msg) = tokio::time::timeout(left, self.responses.recv()).await else {
                 continue;
             };
-            let msg = msg.unwrap();
+            // A fresh topic can briefly be unknown to the reader: transient.
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("reading outcomes: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
             let env: Envelope<Value> = serde_json::from_slice(msg.payload().unwrap()).unwrap();
             let trace = msg.headers().and_then(|h| {
                 h.iter()
