@@ -74,17 +74,17 @@ mod tests {
         );
     }
 
-    /// Every spec field of the CRD has a row in docs/operator.md's reference
+    /// Every spec field of the CRD has a row in README.md's spec reference
     /// (a row for a field with no documented sub-fields covers the whole
     /// value, e.g. `<component>.resources`), and every row names a real field.
     #[test]
     fn the_spec_reference_in_the_docs_covers_every_field() {
-        const DOC: &str = include_str!("../../docs/operator.md");
+        const DOC: &str = include_str!("../../README.md");
         let section = DOC
-            .split("## Spec reference")
+            .split("### Spec reference")
             .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
-            .expect("docs/operator.md has a `## Spec reference` section");
+            .and_then(|rest| rest.split("\n#").next())
+            .expect("README.md has a `### Spec reference` section");
         let documented: std::collections::BTreeSet<String> = section
             .lines()
             .filter_map(|line| line.strip_prefix("| "))
@@ -125,7 +125,7 @@ mod tests {
         let missing: Vec<_> = fields.iter().filter(|f| !covered(f)).collect();
         assert!(
             missing.is_empty(),
-            "docs/operator.md does not document {missing:?}"
+            "README.md's spec reference does not document {missing:?}"
         );
         let stale: Vec<_> = documented
             .iter()
@@ -138,7 +138,7 @@ mod tests {
             .collect();
         assert!(
             stale.is_empty(),
-            "docs/operator.md documents fields that do not exist: {stale:?}"
+            "README.md's spec reference documents fields that do not exist: {stale:?}"
         );
     }
 
