@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Toleration};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Toleration;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use polystream_operator::StreamingPlatform;
 use polystream_operator::builders::{self, BuildInputs};
 use polystream_operator::crd::{ImageOverride, LocalSecretRef, PullPolicy, SecretRefHolder};
-use polystream_smoke_tests::{kube_client, unique};
+use polystream_smoke_tests::kube_client;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use support::{TestNamespace, sample};
 
-const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
+pub mod support;
 
 /// Dry-run server-side apply of one object; panics with the server's refusal.
 async fn dry_apply<K>(client: &Client, ns: &str, obj: &K)
@@ -43,9 +43,9 @@ where
 #[tokio::test]
 async fn every_rendered_child_is_accepted_by_the_api_server() {
     let client = kube_client().await;
-    let namespace = TestNamespace::create(&client).await;
+    let namespace = TestNamespace::create(&client, "op-children").await;
     let ns = namespace.name.clone();
-    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
+    let mut sp = sample();
     sp.metadata.namespace = Some(ns.clone());
     sp.metadata.uid = Some("5b0f6a7e-0000-4000-8000-000000000001".into());
     sp.spec.stores.opensearch = None;
@@ -95,51 +95,5 @@ async fn every_rendered_child_is_accepted_by_the_api_server() {
     assert!(!children.horizontal_pod_autoscalers.is_empty());
     for h in &children.horizontal_pod_autoscalers {
         dry_apply(&client, &ns, h).await;
-    }
-}
-
-/// A namespace deleted when dropped, even if the test panics.
-struct TestNamespace {
-    name: String,
-}
-
-impl TestNamespace {
-    async fn create(client: &Client) -> Self {
-        let name = unique("op-children");
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        Self { name }
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await: a fresh client on its own runtime in another thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = Client::try_default().await {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }

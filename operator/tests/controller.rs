@@ -4,145 +4,67 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use polystream_operator::StreamingPlatform;
 use polystream_operator::builders::CONFIG_HASH_ANNOTATION;
-use polystream_operator::controller::{self, ControllerConfig, FIELD_MANAGER};
-use polystream_operator::metrics::OperatorMetrics;
-use polystream_smoke_tests::{env_or, kube_client, unique};
+use polystream_operator::controller::{self, FIELD_MANAGER};
+use serde::de::DeserializeOwned;
 use serde_json::json;
+use support::{
+    InProcessController, NAME, STORES_SECRET, TestNamespace, condition, eventually, kubectl,
+    live_uris, local_sample as sample, metric, namespace_with_crd, put_secret, wait_platform,
+};
 
-const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
-const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
-const SECRETS: &str = include_str!("../../k8s/samples/secrets.yaml");
-const NAME: &str = "polystream";
+pub mod support;
+
 const COMPONENTS: [&str; 3] = ["gateway", "processor", "monitor"];
-/// Poll interval of every wait below.
-const TICK: Duration = Duration::from_millis(250);
-
-/// Server-side applies the committed CRD and waits until it is served.
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
-    let name = crd.metadata.name.clone().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("polystream-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused crds/streamingplatform.yaml: {e}"));
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD was not Established within 30s")
-    .unwrap();
-}
-
-/// A namespace deleted when dropped, even if the test panics.
-struct TestNamespace {
-    name: String,
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await and the test's runtime is blocked here: a fresh
-        // client on its own runtime in another thread deletes the namespace.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = Client::try_default().await {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A namespace with the store Secret, and a controller watching only it.
 struct Running {
+    controller: InProcessController,
     client: Client,
     ns: TestNamespace,
-    metrics: OperatorMetrics,
-    /// The controller's readiness flag (what `/ready` serves).
-    ready: tokio::sync::watch::Receiver<bool>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     async fn start(prefix: &str, requeue_after: Duration) -> Self {
-        let client = kube_client().await;
-        install_crd(&client).await;
-        let name = unique(prefix);
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let ns = TestNamespace { name };
-        Api::<Secret>::namespaced(client.clone(), &ns.name)
-            .create(&PostParams::default(), &store_secret())
-            .await
-            .unwrap();
-        let metrics = OperatorMetrics::new();
-        let (ready_tx, ready) = tokio::sync::watch::channel(false);
-        let config = ControllerConfig {
-            requeue_after,
-            metrics: metrics.clone(),
-            readiness: Some(ready_tx),
-            ..ControllerConfig::namespaced(&ns.name)
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(client.clone(), config, async {
-            let _ = stopped.await;
-        }));
+        let (client, ns) = namespace_with_crd(prefix).await;
+        put_secret(&client, &ns.name, STORES_SECRET, &live_uris()).await;
+        let controller = InProcessController::start(&client, &ns.name, requeue_after);
         Self {
+            controller,
             client,
             ns,
-            metrics,
-            ready,
-            stop: Some(stop),
-            task: Some(task),
         }
     }
 
     fn api<K>(&self) -> Api<K>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K: Resource<Scope = NamespaceResourceScope>,
         K::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    /// How many objects of kind `K` match `lp`.
+    async fn count<K>(&self, lp: &ListParams) -> usize
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        K::DynamicType: Default,
+    {
+        self.api::<K>().list(lp).await.unwrap().items.len()
     }
 
     async fn create_sample(&self) -> StreamingPlatform {
@@ -171,132 +93,74 @@ impl Running {
             .unwrap()
     }
 
+    /// The replicas a component's Deployment asks for.
+    async fn replicas(&self, component: &str) -> Option<i32> {
+        self.deployment(component)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas
+    }
+
+    /// Waits until the platform's condition `type_` satisfies `accept`.
+    async fn wait_condition(
+        &self,
+        what: &str,
+        within: Duration,
+        type_: &str,
+        accept: impl Fn((&str, &str, &str)) -> bool,
+    ) -> StreamingPlatform {
+        let api = self.api::<StreamingPlatform>();
+        wait_platform(&api, NAME, what, within, |sp| {
+            condition(sp, type_).is_some_and(&accept)
+        })
+        .await
+    }
+
     /// Waits for the Ready condition to be True.
     async fn wait_ready(&self) -> StreamingPlatform {
-        let api = self.api::<StreamingPlatform>();
-        eventually(
+        self.wait_condition(
             "the platform to become Ready",
             Duration::from_secs(90),
-            || {
-                let api = api.clone();
-                async move {
-                    let sp = api.get(NAME).await.map_err(|e| e.to_string())?;
-                    match condition(&sp, "Ready") {
-                        Some(("True", _)) => Ok(sp),
-                        _ => Err(format!("{:#?}", sp.status)),
-                    }
-                }
-            },
+            "Ready",
+            |c| c.0 == "True",
         )
         .await
+    }
+
+    /// Waits until the namespace holds `n` Deployments.
+    async fn wait_deployments(&self, what: &str, n: usize) {
+        eventually(what, Duration::from_secs(30), || async {
+            let have = self.count::<Deployment>(&ListParams::default()).await;
+            if have == n {
+                Ok(())
+            } else {
+                Err(format!("{have}"))
+            }
+        })
+        .await;
     }
 
     /// The operator's successful reconciliations so far (its own metric).
     fn reconciliations(&self) -> u64 {
         counter(
-            &self.metrics.encode(),
+            &self.controller.metrics.encode(),
             "polystream_operator_reconciliations_total{outcome=\"ok\"}",
         )
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task)
-                .await
-                .expect("the controller did not stop within 20s of its shutdown signal")
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// The sample's Secret, pointing at the local stores from `./dev env`.
-fn store_secret() -> Secret {
-    let mut secret: Secret = serde_saphyr::from_str(SECRETS).unwrap();
-    let data = secret.string_data.get_or_insert_default();
-    let sample = data.clone();
-    for (key, var) in [
-        ("postgres-uri", "DATABASE_URL"),
-        ("mongodb-uri", "MONGODB_URI"),
-        ("redis-uri", "REDIS_URL"),
-        ("opensearch-url", "OPENSEARCH_URL"),
-    ] {
-        data.insert(key.into(), env_or(var, &sample[key]));
-    }
-    secret
-}
-
-fn sample() -> StreamingPlatform {
-    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
-    sp.spec.stores.kafka.bootstrap_servers = env_or(
-        "KAFKA_BOOTSTRAP_SERVERS",
-        &sp.spec.stores.kafka.bootstrap_servers,
-    );
-    sp
-}
-
-fn condition<'a>(sp: &'a StreamingPlatform, type_: &str) -> Option<(&'a str, &'a str)> {
-    sp.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-/// Polls `f` every [`TICK`] until it returns `Ok`, failing with its last
-/// `Err` (what it saw) after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(TICK).await,
-        }
+    async fn stop(self) {
+        self.controller.stop().await;
     }
 }
 
 fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    metric(metrics, series).map_or(0, |v| v as u64)
 }
 
 fn pod_template(d: &Deployment) -> serde_json::Value {
     serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap()
-}
-
-fn config_hash(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .annotations
-        .as_ref()
-        .unwrap()[CONFIG_HASH_ANNOTATION]
-        .clone()
 }
 
 /// The pod templates of the three Deployments, by component.
@@ -369,10 +233,13 @@ async fn events_with_reason(run: &Running, reason: &str) -> Vec<Event> {
 #[tokio::test]
 async fn sample_gets_every_child_with_its_content_and_becomes_ready() {
     let mut run = Running::start("op-ctl-sample", controller::DEFAULT_REQUEUE).await;
-    tokio::time::timeout(Duration::from_secs(10), run.ready.wait_for(|r| *r))
-        .await
-        .expect("the controller did not report ready within 10s of starting")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        run.controller.ready.wait_for(|r| *r),
+    )
+    .await
+    .expect("the controller did not report ready within 10s of starting")
+    .unwrap();
     let sp = run.create_sample().await;
     let uid = sp.uid().unwrap();
     let started = Instant::now();
@@ -449,7 +316,7 @@ async fn sample_gets_every_child_with_its_content_and_becomes_ready() {
             assert!(redis.value.is_none());
         }
         assert!(
-            !config_hash(d).is_empty(),
+            !hash_of(&pod_template(d)).is_empty(),
             "no config hash on {}",
             d.name_any()
         );
@@ -547,15 +414,7 @@ async fn sample_gets_every_child_with_its_content_and_becomes_ready() {
     );
 
     // `kubectl get sp` shows the status through the printer columns.
-    let kubectl = env_or("KUBECTL", "kubectl");
-    let output = tokio::process::Command::new(&kubectl)
-        .args(["get", "sp", "-n", &run.ns.name, "--no-headers"])
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run kubectl ({kubectl}; set KUBECTL from `./dev env`): {e}")
-        });
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = kubectl(&["get", "sp", "-n", &run.ns.name, "--no-headers"]).await;
     let columns: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(
         columns[..3],
@@ -574,8 +433,7 @@ async fn replicas_scale_settings_and_rotated_secrets_roll_nothing_else_does() {
     // Replicas: the count changes, the pod templates do not.
     run.patch_spec(json!({"processor": {"replicas": 3}})).await;
     eventually("processor replicas 3", Duration::from_secs(30), || async {
-        let d = run.deployment("processor").await.unwrap();
-        match d.spec.as_ref().unwrap().replicas {
+        match run.replicas("processor").await {
             Some(3) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -886,33 +744,28 @@ async fn a_paused_platform_changes_nothing_and_says_so() {
     run.patch_spec(json!({"paused": true, "processor": {"replicas": 4}}))
         .await;
     let api = run.api::<StreamingPlatform>();
-    let sp = eventually("the Paused condition", Duration::from_secs(30), || async {
-        let sp = api.get(NAME).await.unwrap();
-        match condition(&sp, "Paused") {
-            Some(("True", "Paused")) => Ok(sp),
-            _ => Err(format!("{:#?}", sp.status)),
-        }
-    })
-    .await;
-    let paused = sp
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Paused")
-        .unwrap();
-    assert!(paused.message.contains("paused"), "{}", paused.message);
-    assert_eq!(condition(&sp, "Progressing"), Some(("False", "Paused")));
+    let sp = run
+        .wait_condition(
+            "the Paused condition",
+            Duration::from_secs(30),
+            "Paused",
+            |(status, reason, _)| (status, reason) == ("True", "Paused"),
+        )
+        .await;
+    let (_, _, paused) = condition(&sp, "Paused").unwrap();
+    assert!(paused.contains("paused"), "{paused}");
+    assert_eq!(
+        condition(&sp, "Progressing").map(|(status, reason, _)| (status, reason)),
+        Some(("False", "Paused"))
+    );
     // Neither the new replica count nor a deleted child is acted on.
     run.api::<Service>()
         .delete(&format!("{NAME}-gateway"), &DeleteParams::default())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let processor = run.deployment("processor").await.unwrap();
     assert_eq!(
-        processor.spec.as_ref().unwrap().replicas,
+        run.replicas("processor").await,
         Some(2),
         "paused, yet applied"
     );
@@ -934,13 +787,7 @@ async fn a_paused_platform_changes_nothing_and_says_so() {
         "the changes after resuming",
         Duration::from_secs(30),
         || async {
-            let replicas = run
-                .deployment("processor")
-                .await
-                .unwrap()
-                .spec
-                .unwrap()
-                .replicas;
+            let replicas = run.replicas("processor").await;
             let svc = run
                 .api::<Service>()
                 .get_opt(&format!("{NAME}-gateway"))
@@ -969,17 +816,7 @@ async fn a_paused_platform_changes_nothing_and_says_so() {
 async fn deleting_the_platform_garbage_collects_its_children() {
     let run = Running::start("op-ctl-gc", controller::DEFAULT_REQUEUE).await;
     run.create_sample().await;
-    eventually("the Deployments", Duration::from_secs(30), || async {
-        let n = run
-            .api::<Deployment>()
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len();
-        if n == 3 { Ok(()) } else { Err(format!("{n}")) }
-    })
-    .await;
+    run.wait_deployments("the Deployments", 3).await;
     run.api::<StreamingPlatform>()
         .delete(NAME, &DeleteParams::background())
         .await
@@ -991,33 +828,13 @@ async fn deleting_the_platform_garbage_collects_its_children() {
         || async {
             let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={NAME}"));
             let counts = (
-                run.api::<Deployment>().list(&lp).await.unwrap().items.len(),
-                run.api::<ConfigMap>().list(&lp).await.unwrap().items.len(),
-                run.api::<Service>().list(&lp).await.unwrap().items.len(),
-                run.api::<ServiceAccount>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .len(),
-                run.api::<PodDisruptionBudget>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .len(),
-                run.api::<HorizontalPodAutoscaler>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .len(),
-                run.api::<NetworkPolicy>()
-                    .list(&lp)
-                    .await
-                    .unwrap()
-                    .items
-                    .len(),
+                run.count::<Deployment>(&lp).await,
+                run.count::<ConfigMap>(&lp).await,
+                run.count::<Service>(&lp).await,
+                run.count::<ServiceAccount>(&lp).await,
+                run.count::<PodDisruptionBudget>(&lp).await,
+                run.count::<HorizontalPodAutoscaler>(&lp).await,
+                run.count::<NetworkPolicy>(&lp).await,
             );
             if counts == (0, 0, 0, 0, 0, 0, 0) {
                 Ok(())
@@ -1045,21 +862,8 @@ async fn one_malformed_platform_does_not_stop_the_others() {
         .expect("the API server refused a platform that passes the schema");
     run.create_sample().await;
 
-    eventually(
-        "the good platform's Deployments",
-        Duration::from_secs(30),
-        || async {
-            let n = run
-                .api::<Deployment>()
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .len();
-            if n == 3 { Ok(()) } else { Err(format!("{n}")) }
-        },
-    )
-    .await;
+    run.wait_deployments("the good platform's Deployments", 3)
+        .await;
     let event = eventually(
         "an InvalidSpec Event for the broken platform",
         Duration::from_secs(30),
@@ -1079,11 +883,11 @@ async fn one_malformed_platform_does_not_stop_the_others() {
     );
     assert!(
         counter(
-            &run.metrics.encode(),
+            &run.controller.metrics.encode(),
             "polystream_operator_reconcile_errors_total{kind=\"invalid_spec\"}"
         ) >= 1,
         "{}",
-        run.metrics.encode()
+        run.controller.metrics.encode()
     );
     run.stop().await;
 }
@@ -1108,13 +912,7 @@ async fn removing_autoscaling_deletes_the_hpa_and_sets_replicas() {
         Duration::from_secs(30),
         || async {
             let hpa = hpas.get_opt(&gateway).await.unwrap();
-            let replicas = run
-                .deployment("gateway")
-                .await
-                .unwrap()
-                .spec
-                .unwrap()
-                .replicas;
+            let replicas = run.replicas("gateway").await;
             if hpa.is_none() && replicas == Some(3) {
                 Ok(())
             } else {

@@ -6,24 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use polystream_operator::leader::{LeaderElector, LeaseTimings};
 use polystream_smoke_tests::{kube_client, unique};
+use support::{Forwarder, OperatorProcess, TestNamespace, logs, namespace_with_crd};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
+pub mod support;
 
 /// Short timings so a test sees an expiry within seconds.
 const FAST: LeaseTimings = LeaseTimings {
@@ -31,49 +26,6 @@ const FAST: LeaseTimings = LeaseTimings {
     renew_deadline: Duration::from_secs(2),
     retry_period: Duration::from_millis(500),
 };
-
-/// A namespace deleted when dropped, even if the test panics.
-struct TestNamespace {
-    name: String,
-}
-
-impl TestNamespace {
-    async fn create(client: &Client) -> Self {
-        let name = unique("op-leader");
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-        Self { name }
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = Client::try_default().await {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// One elector running in a task.
 struct Candidate {
@@ -129,13 +81,17 @@ impl Candidate {
     }
 }
 
-async fn holder(client: &Client, ns: &str, lease: &str) -> Option<String> {
+async fn lease_spec(client: &Client, ns: &str, lease: &str) -> LeaseSpec {
     Api::<Lease>::namespaced(client.clone(), ns)
         .get(lease)
         .await
         .unwrap()
         .spec
-        .and_then(|s| s.holder_identity)
+        .unwrap_or_default()
+}
+
+async fn holder(client: &Client, ns: &str, lease: &str) -> Option<String> {
+    lease_spec(client, ns, lease).await.holder_identity
 }
 
 /// Waits until one of `candidates` leads and returns its index.
@@ -153,7 +109,7 @@ async fn first_leader(candidates: &[&Candidate], within: Duration) -> usize {
 #[tokio::test]
 async fn one_of_two_leads_and_a_killed_leader_is_replaced_after_expiry() {
     let client = kube_client().await;
-    let ns = TestNamespace::create(&client).await;
+    let ns = TestNamespace::create(&client, "op-leader").await;
     let lease = unique("lease");
     let a = Candidate::start(client.clone(), &ns.name, &lease, "candidate-a", FAST);
     let b = Candidate::start(client.clone(), &ns.name, &lease, "candidate-b", FAST);
@@ -174,12 +130,8 @@ async fn one_of_two_leads_and_a_killed_leader_is_replaced_after_expiry() {
         holder(&client, &ns.name, &lease).await.as_deref(),
         Some(leader.identity.as_str())
     );
-    let transitions_before = Api::<Lease>::namespaced(client.clone(), &ns.name)
-        .get(&lease)
+    let transitions_before = lease_spec(&client, &ns.name, &lease)
         .await
-        .unwrap()
-        .spec
-        .unwrap()
         .lease_transitions
         .unwrap_or(0);
 
@@ -195,12 +147,7 @@ async fn one_of_two_leads_and_a_killed_leader_is_replaced_after_expiry() {
         "took over after {took:?}, before the Lease ({:?}) could have expired",
         FAST.lease_duration
     );
-    let lease_now = Api::<Lease>::namespaced(client.clone(), &ns.name)
-        .get(&lease)
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let lease_now = lease_spec(&client, &ns.name, &lease).await;
     assert_eq!(
         lease_now.holder_identity.as_deref(),
         Some(standby.identity.as_str())
@@ -212,7 +159,7 @@ async fn one_of_two_leads_and_a_killed_leader_is_replaced_after_expiry() {
 #[tokio::test]
 async fn a_released_lease_is_taken_at_once() {
     let client = kube_client().await;
-    let ns = TestNamespace::create(&client).await;
+    let ns = TestNamespace::create(&client, "op-leader").await;
     let lease = unique("lease");
     // A long lease: a takeover well before it expires can only come from the release.
     let slow = LeaseTimings {
@@ -247,7 +194,7 @@ async fn a_released_lease_is_taken_at_once() {
 #[tokio::test]
 async fn a_leader_whose_lease_is_taken_steps_down() {
     let client = kube_client().await;
-    let ns = TestNamespace::create(&client).await;
+    let ns = TestNamespace::create(&client, "op-leader").await;
     let lease = unique("lease");
     let mut a = Candidate::start(client.clone(), &ns.name, &lease, "deposed-a", FAST);
     a.wait_leading(true, Duration::from_secs(10)).await;
@@ -278,43 +225,8 @@ async fn a_leader_whose_lease_is_taken_steps_down() {
     a.stop().await;
 }
 
-/// A TCP forwarder to the API server that can be cut, to take the API
-/// server away from one client only.
-struct Cuttable {
-    addr: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Cuttable {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let conns = Arc::clone(&tasks);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                conns.lock().unwrap().push(conn);
-            }
-        });
-        tasks.lock().unwrap().push(accept);
-        Self { addr, tasks }
-    }
-
-    /// Closes the listener and every connection.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
 /// A client for the same API server through `proxy`.
-async fn client_via(proxy: &Cuttable) -> Client {
+async fn client_via(proxy: &Forwarder) -> Client {
     let mut config = kube::Config::infer().await.unwrap();
     config.cluster_url = format!("https://{}", proxy.addr).parse().unwrap();
     Client::try_from(config).unwrap()
@@ -323,7 +235,7 @@ async fn client_via(proxy: &Cuttable) -> Client {
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
     let client = kube_client().await;
-    let ns = TestNamespace::create(&client).await;
+    let ns = TestNamespace::create(&client, "op-leader").await;
     let lease = unique("lease");
     let apiserver: SocketAddr = {
         let url = kube::Config::infer().await.unwrap().cluster_url;
@@ -335,7 +247,7 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
             .next()
             .unwrap()
     };
-    let proxy = Cuttable::start(apiserver).await;
+    let proxy = Forwarder::start(0, apiserver.to_string()).await;
     let mut a = Candidate::start(client_via(&proxy).await, &ns.name, &lease, "cut-a", FAST);
     a.wait_leading(true, Duration::from_secs(10)).await;
     let mut b = Candidate::start(client.clone(), &ns.name, &lease, "cut-b", FAST);
@@ -368,135 +280,53 @@ async fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expire
 // ---------------------------------------------------------------------------
 // Two real operator processes.
 
-/// Server-side applies the committed CRD (the controller watches it) and waits until served.
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
-    let name = crd.metadata.name.clone().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("polystream-operator-tests").force(),
-        &Patch::Apply(&crd),
+/// An operator process in `ns`, electing on `lease` with the [`FAST`] timings.
+fn operator(ns: &str, lease: &str, name: &str) -> OperatorProcess {
+    OperatorProcess::start(
+        name,
+        &[
+            ("WATCH_NAMESPACE", ns),
+            ("LEADER_ELECTION_NAMESPACE", ns),
+            ("LEADER_ELECTION_LEASE_NAME", lease),
+            ("LEADER_ELECTION_LEASE_DURATION_SECONDS", "3"),
+            ("LEADER_ELECTION_RENEW_DEADLINE_SECONDS", "2"),
+            ("LEADER_ELECTION_RETRY_PERIOD_SECONDS", "0.5"),
+        ],
     )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD was not Established within 30s")
-    .unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `polystream-operator run` as a child process, killed if the test panics.
-struct Operator {
-    name: String,
-    http: SocketAddr,
-    child: tokio::process::Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(ns: &str, lease: &str, name: &str) -> Self {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_polystream-operator"))
-            .arg("run")
-            .env("POD_NAME", name)
-            .env("OPERATOR_HTTP_ADDR", http.to_string())
-            .env("WATCH_NAMESPACE", ns)
-            .env("LEADER_ELECTION_NAMESPACE", ns)
-            .env("LEADER_ELECTION_LEASE_NAME", lease)
-            .env("LEADER_ELECTION_LEASE_DURATION_SECONDS", "3")
-            .env("LEADER_ELECTION_RENEW_DEADLINE_SECONDS", "2")
-            .env("LEADER_ELECTION_RETRY_PERIOD_SECONDS", "0.5")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Self {
-            name: name.to_owned(),
-            http,
-            child,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The leader gauge from /metrics (None: not answering).
-    async fn leader_gauge(&self) -> Option<i64> {
-        let body = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix("polystream_operator_leader "))
-            .and_then(|v| v.trim().parse().ok())
-    }
-
-    async fn ready(&self) -> bool {
-        reqwest::get(format!("http://{}/ready", self.http))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("the operator already exited")
-    }
+/// The leader gauge from an operator's /metrics (None: not answering).
+async fn leader_gauge(op: &OperatorProcess) -> Option<i64> {
+    op.metric("polystream_operator_leader")
+        .await
+        .map(|v| v as i64)
 }
 
 /// Waits until `check` holds, failing with `what` and the operators' logs.
-async fn eventually<F, Fut>(within: Duration, what: &str, ops: &[&Operator], mut check: F)
+async fn eventually<F, Fut>(within: Duration, what: &str, ops: &[&OperatorProcess], mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let logs: Vec<String> = ops
-        .iter()
-        .map(|o| format!("--- {} ---\n{}", o.name, o.log()))
-        .collect();
-    panic!("{what} within {within:?}\n{}", logs.join("\n"));
+    support::eventually(what, within, || {
+        let holds = check();
+        async move { if holds.await { Ok(()) } else { Err(logs(ops)) } }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn two_operator_processes_one_leader_and_a_sigkill_hands_over() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client).await;
+    let (client, ns) = namespace_with_crd("op-leader").await;
     let lease = unique("operator-lease");
-    let a = Operator::start(&ns.name, &lease, "operator-a");
-    let b = Operator::start(&ns.name, &lease, "operator-b");
+    let a = operator(&ns.name, &lease, "operator-a");
+    let b = operator(&ns.name, &lease, "operator-b");
 
     let (c, l) = (client.clone(), lease.clone());
     let n = ns.name.clone();
     eventually(
         Duration::from_secs(30),
-        "no operator took the Lease",
+        "an operator to take the Lease",
         &[&a, &b],
         || {
             let (c, n, l) = (c.clone(), n.clone(), l.clone());
@@ -518,11 +348,11 @@ async fn two_operator_processes_one_leader_and_a_sigkill_hands_over() {
     assert_eq!(first, leader.name);
     eventually(
         Duration::from_secs(15),
-        "the leader's gauge is not 1 and the standby's not 0 (or one is not ready)",
+        "the leader's gauge at 1, the standby's at 0, and both ready",
         &[&leader, &standby],
         || async {
-            leader.leader_gauge().await == Some(1)
-                && standby.leader_gauge().await == Some(0)
+            leader_gauge(&leader).await == Some(1)
+                && leader_gauge(&standby).await == Some(0)
                 && leader.ready().await
                 && standby.ready().await
         },
@@ -535,11 +365,11 @@ async fn two_operator_processes_one_leader_and_a_sigkill_hands_over() {
     let _ = leader.child.wait().await;
     eventually(
         Duration::from_secs(20),
-        "the standby did not take over after the leader was killed",
+        "the standby to take over after the leader was killed",
         &[&leader, &standby],
         || async {
             holder(&client, &ns.name, &lease).await.as_deref() == Some(standby.name.as_str())
-                && standby.leader_gauge().await == Some(1)
+                && leader_gauge(&standby).await == Some(1)
         },
     )
     .await;
@@ -567,6 +397,4 @@ async fn two_operator_processes_one_leader_and_a_sigkill_hands_over() {
         "the Lease was not released:\n{}",
         standby.log()
     );
-    let _ = std::fs::remove_file(&leader.log);
-    let _ = std::fs::remove_file(&standby.log);
 }

@@ -6,8 +6,6 @@
 //! permission error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,25 +14,24 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    DeleteParams, DynamicObject, GroupVersionKind, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, ObjectMeta, PostParams};
 use kube::discovery::{self, Scope};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
-use polystream_smoke_tests::{endpoints, kube_client, unique};
+use polystream_smoke_tests::{kube_client, unique};
 use serde_json::Value;
-use tokio::time::Instant;
+use support::{
+    OperatorProcess, STORES_SECRET, TestNamespace, block_on_elsewhere, condition, delete_topics,
+    eventually, force_apply, install_crd, live_uris, local_sample, put_secret, store_secret,
+    topic_names, use_unique_topics,
+};
+
+pub mod support;
 
 const RBAC: &str = include_str!("../../k8s/operator/rbac.yaml");
 const DEPLOYMENT: &str = include_str!("../../k8s/operator/deployment.yaml");
-const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
-const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
 const NAMESPACE: &str = "polystream-system";
 const ACCOUNT: &str = "polystream-operator";
-const MANAGER: &str = "polystream-operator-tests";
 
 /// The manifests' documents, moved to `ns` and with cluster-scoped names
 /// suffixed by `suffix`, so parallel and repeated runs never share objects.
@@ -89,13 +86,7 @@ async fn apply(client: &Client, doc: &Value) {
             &resource,
         ),
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused {kind} {name}: {e}"));
+    force_apply(&api, &name, &obj, &format!("{kind} {name}")).await;
 }
 
 /// Deletes what the test created (cluster-scoped objects first-class: a
@@ -109,30 +100,41 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let namespaces = self.namespaces.clone();
         let suffix = self.suffix.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = Client::try_default().await else {
-                    return;
-                };
-                let dp = DeleteParams::background();
-                let name = format!("{ACCOUNT}-{suffix}");
-                let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
-                    .delete(&name, &dp)
-                    .await;
-                let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
-                    .delete(&name, &dp)
-                    .await;
-                for ns in namespaces {
-                    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
-                }
-            });
-        })
-        .join();
+        block_on_elsewhere(async move {
+            let Ok(client) = Client::try_default().await else {
+                return;
+            };
+            let dp = DeleteParams::background();
+            let name = format!("{ACCOUNT}-{suffix}");
+            let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+                .delete(&name, &dp)
+                .await;
+            let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+                .delete(&name, &dp)
+                .await;
+            for ns in namespaces {
+                let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &dp).await;
+            }
+        });
     }
+}
+
+/// Applies the operator's manifests (all but the kinds in `skip`) into a
+/// namespace of their own named after `prefix`; returns it and the guard that
+/// deletes it all.
+async fn install_manifests(client: &Client, prefix: &str, skip: &[&str]) -> (String, Cleanup) {
+    let suffix = unique("t");
+    let ns = unique(prefix);
+    let cleanup = Cleanup {
+        namespaces: vec![ns.clone()],
+        suffix: suffix.clone(),
+    };
+    for doc in isolated(&ns, &suffix) {
+        if !skip.iter().any(|kind| doc["kind"] == *kind) {
+            apply(client, &doc).await;
+        }
+    }
+    (ns, cleanup)
 }
 
 /// Whether the operator's ServiceAccount in `ns` may `verb` `resource`.
@@ -172,57 +174,30 @@ async fn allowed(
     answer.status.unwrap().allowed
 }
 
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
-    let name = crd.metadata.name.clone().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD was not Established within 30s")
-    .unwrap();
-}
-
 #[tokio::test]
 async fn manifests_apply_admit_restricted_pods_and_grant_exactly_what_the_operator_needs() {
     let client = kube_client().await;
-    let suffix = unique("t");
-    let ns = unique("op-manifests");
-    let cleanup = Cleanup {
-        namespaces: vec![ns.clone()],
-        suffix: suffix.clone(),
-    };
-    for doc in isolated(&ns, &suffix) {
-        apply(&client, &doc).await;
-    }
+    let (ns, cleanup) = install_manifests(&client, "op-manifests", &[]).await;
 
     // The namespace enforces the restricted Pod Security Standard, so pods
     // exist (and become ready on the kwok node) only if the pod template is
     // hardened enough.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let d = deployments.get(ACCOUNT).await.unwrap();
-        let status = d.status.clone().unwrap_or_default();
-        if status.ready_replicas == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the operator Deployment did not get 2 ready pods (a pod refused by Pod Security \
-             shows as a ReplicaSet FailedCreate event): {status:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        "the operator Deployment to get 2 ready pods (a pod refused by Pod Security shows as \
+         a ReplicaSet FailedCreate event)",
+        Duration::from_secs(60),
+        || async {
+            let d = deployments.get(ACCOUNT).await.unwrap();
+            let status = d.status.unwrap_or_default();
+            if status.ready_replicas == Some(2) {
+                Ok(())
+            } else {
+                Err(format!("{status:#?}"))
+            }
+        },
+    )
+    .await;
 
     let other = "some-team";
     for (verb, group, resource, namespace) in [
@@ -302,69 +277,18 @@ fn impersonating_kubeconfig(ns: &str) -> std::path::PathBuf {
     out
 }
 
-fn condition<'a>(sp: &'a StreamingPlatform, type_: &str) -> Option<&'a str> {
-    sp.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.as_str())
-}
-
 #[tokio::test]
 async fn the_operator_running_as_its_service_account_brings_a_platform_to_ready() {
     let client = kube_client().await;
     install_crd(&client).await;
-    let suffix = unique("t");
-    let ns = unique("op-sa");
-    let team = unique("op-team");
-    let _cleanup = Cleanup {
-        namespaces: vec![ns.clone(), team.clone()],
-        suffix: suffix.clone(),
-    };
-    for doc in isolated(&ns, &suffix) {
-        // The operator runs here as a process, not as the Deployment's pods.
-        if doc["kind"] != "Deployment" {
-            apply(&client, &doc).await;
-        }
-    }
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(team.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let e = endpoints();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("polystream-stores".into()),
-            ..Default::default()
-        },
-        string_data: Some(BTreeMap::from([
-            ("postgres-uri".to_owned(), e.database_url.clone()),
-            ("mongodb-uri".to_owned(), e.mongodb_uri.clone()),
-            ("redis-uri".to_owned(), e.redis_url.clone()),
-            ("opensearch-url".to_owned(), e.opensearch_url.clone()),
-        ])),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), &team)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
-    sp.spec.stores.kafka.bootstrap_servers = e.kafka_bootstrap_servers.clone();
-    let topics = &mut sp.spec.stores.kafka.topics;
-    topics.user_events = unique("op-sa-ue");
-    topics.response_events = unique("op-sa-re");
-    topics.dead_letter = unique("op-sa-dl");
+    // The operator runs here as a process, not as the Deployment's pods.
+    let (ns, _cleanup) = install_manifests(&client, "op-sa", &["Deployment"]).await;
+    let team_ns = TestNamespace::create(&client, "op-team").await;
+    let team = team_ns.name.clone();
+    let uris = live_uris();
+    put_secret(&client, &team, STORES_SECRET, &uris).await;
+    let mut sp = local_sample();
+    use_unique_topics(&mut sp, "op-sa");
     let name = sp.metadata.name.clone().unwrap();
     let platforms: Api<StreamingPlatform> = Api::namespaced(client.clone(), &team);
     platforms.create(&PostParams::default(), &sp).await.unwrap();
@@ -381,52 +305,41 @@ async fn the_operator_running_as_its_service_account_brings_a_platform_to_ready(
     )
     .unwrap();
     match Api::<Secret>::namespaced(as_operator, &team)
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), &store_secret(STORES_SECRET, &uris))
         .await
     {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("the impersonating kubeconfig is not the ServiceAccount: {other:?}"),
     }
-    let log = std::env::temp_dir().join(format!("{}.log", unique("op-sa")));
-    let out = std::fs::File::create(&log).unwrap();
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_polystream-operator"))
-        .arg("run")
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", "operator-sa")
-        .env("POD_NAMESPACE", &ns)
-        .env("OPERATOR_HTTP_ADDR", http.to_string())
-        // Another namespace than its own (the ClusterRole at work), and only
-        // that one: other tests' platforms on this API server are not ours.
-        .env("WATCH_NAMESPACE", &team)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let kubeconfig_path = kubeconfig.to_str().unwrap();
+    let mut operator = OperatorProcess::start(
+        "operator-sa",
+        &[
+            ("KUBECONFIG", kubeconfig_path),
+            ("POD_NAMESPACE", &ns),
+            // Another namespace than its own (the ClusterRole at work), and only
+            // that one: other tests' platforms on this API server are not ours.
+            ("WATCH_NAMESPACE", &team),
+        ],
+    );
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let current = platforms.get(&name).await.unwrap();
-        if condition(&current, "Ready") == Some("True") {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = operator.start_kill();
-            panic!(
-                "the platform was not Ready within 90s with the operator running as its \
-                 ServiceAccount; status: {:#?}\noperator log:\n{}",
-                current.status,
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        "the platform to become Ready with the operator running as its ServiceAccount",
+        Duration::from_secs(90),
+        || async {
+            let current = platforms.get(&name).await.unwrap();
+            if condition(&current, "Ready").map(|c| c.0) == Some("True") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "status: {:#?}\noperator log:\n{}",
+                    current.status,
+                    operator.log()
+                ))
+            }
+        },
+    )
+    .await;
     let lease = Api::<Lease>::namespaced(client.clone(), &ns)
         .get(polystream_operator::leader::DEFAULT_LEASE_NAME)
         .await
@@ -437,29 +350,14 @@ async fn the_operator_running_as_its_service_account_brings_a_platform_to_ready(
     );
     // Let a few periodic reconciles and Events happen, then look for refusals.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = operator.start_kill();
-    let _ = operator.wait().await;
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = operator.child.start_kill();
+    let _ = operator.child.wait().await;
+    let text = operator.log();
     assert!(
         !text.to_lowercase().contains("forbidden"),
         "the operator was refused something:\n{text}"
     );
     let _ = std::fs::remove_file(&kubeconfig);
-    let _ = std::fs::remove_file(&log);
 
-    let admin: AdminClient = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &e.kafka_bootstrap_servers)
-        .create()
-        .unwrap();
-    let t = &sp.spec.stores.kafka.topics;
-    let names = [
-        t.user_events.as_str(),
-        t.response_events.as_str(),
-        t.dead_letter.as_str(),
-    ];
-    let _ = admin
-        .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
-        .await;
+    delete_topics(&sp.spec.stores.kafka.bootstrap_servers, &topic_names(&sp)).await;
 }
-
-type AdminClient = rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>;

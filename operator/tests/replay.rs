@@ -26,21 +26,23 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
 use polystream_operator::builders::{Component, component_name};
-use polystream_operator::controller::{self, ControllerConfig};
-use polystream_smoke_tests::{endpoints, env_or, kube_client, service_binary, unique};
+use polystream_operator::controller;
+use polystream_smoke_tests::{endpoints, env_or, service_binary, unique};
 use serde_json::{Value, json};
+use support::{
+    InProcessController, block_on_elsewhere, delete_topics, free_port, live_uris, local_sample,
+    namespace_with_crd, put_secret,
+};
 use tokio::process::{Child, Command};
 
-const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
-const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
+pub mod support;
+
 /// The variables a pod's own network namespace or volumes decide.
 const SUBSTITUTED: [&str; 4] = ["HTTP_ADDR", "METRICS_ADDR", "PUBLIC_URL", "SPOOL_DIR"];
 
@@ -64,29 +66,12 @@ async fn without_opensearch_the_monitor_spools() {
 }
 
 async fn replay(mode: Audit) {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client).await;
+    let (client, ns) = namespace_with_crd("op-replay").await;
     let id = unique("replay");
-    let stores = endpoints();
+    let bootstrap = endpoints().kafka_bootstrap_servers;
 
     // A Secret with the local stores' URIs, referenced by the platform.
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "replay-stores"},
-        "stringData": {
-            "postgres-uri": stores.database_url,
-            "mongodb-uri": stores.mongodb_uri,
-            "redis-uri": stores.redis_url,
-            "opensearch-url": stores.opensearch_url,
-        }
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    put_secret(&client, &ns.name, "replay-stores", &live_uris()).await;
 
     // The sample, on this run's own topics, consumer groups and audit indices
     // (set through the spec, so they are part of what is replayed).
@@ -99,14 +84,13 @@ async fn replay(mode: Audit) {
     let work = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&work).unwrap();
     let _leftovers = Leftovers {
-        bootstrap: stores.kafka_bootstrap_servers.clone(),
+        bootstrap,
         topics: topics.to_vec(),
         id: id.clone(),
         work: work.clone(),
     };
-    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
+    let mut sp = local_sample();
     let kafka = &mut sp.spec.stores.kafka;
-    kafka.bootstrap_servers = stores.kafka_bootstrap_servers.clone();
     kafka.topics.user_events = topics[0].clone();
     kafka.topics.response_events = topics[1].clone();
     kafka.topics.dead_letter = topics[2].clone();
@@ -147,14 +131,7 @@ async fn replay(mode: Audit) {
         .unwrap();
 
     // The operator, in-process, watching only this namespace.
-    let (stop_controller, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(controller::run(
-        client.clone(),
-        ControllerConfig::namespaced(&ns.name),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let controller = InProcessController::start(&client, &ns.name, controller::DEFAULT_REQUEUE);
 
     let deployments = wait_for_deployments(&client, &ns.name, &sp).await;
 
@@ -237,14 +214,7 @@ async fn replay(mode: Audit) {
         let correlation = accepted["correlation_id"].as_str().unwrap().to_owned();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (status, trail) = send(
-                &http,
-                reqwest::Method::GET,
-                &format!("{audit}/v1/audit/{correlation}"),
-                None,
-                None,
-            )
-            .await;
+            let (status, trail) = audit_trail(&http, &audit, &correlation).await;
             let types: Vec<&str> = trail["events"]
                 .as_array()
                 .map(|events| events.iter().filter_map(|e| e["type"].as_str()).collect())
@@ -270,14 +240,7 @@ async fn replay(mode: Audit) {
     } else {
         // No OpenSearch to read the trail from: the audit API says so.
         let correlation = accepted["correlation_id"].as_str().unwrap();
-        let (status, body) = send(
-            &http,
-            reqwest::Method::GET,
-            &format!("{audit}/v1/audit/{correlation}"),
-            None,
-            None,
-        )
-        .await;
+        let (status, body) = audit_trail(&http, &audit, correlation).await;
         assert_eq!(status, 503, "spool-only audit API: {body}");
         // S3 consumed the command and its outcome into spool segments.
         let spool = work.join("spool");
@@ -317,8 +280,7 @@ async fn replay(mode: Audit) {
     for mut service in services {
         let _ = service.child.kill().await;
     }
-    let _ = stop_controller.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    controller.stop().await;
 }
 
 /// What is substituted must agree with the pod spec: the services bind the
@@ -590,14 +552,6 @@ fn logs(services: &[Service]) -> String {
         .join("\n")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn send(
     http: &reqwest::Client,
     method: reqwest::Method,
@@ -621,6 +575,15 @@ async fn send(
     )
 }
 
+async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    send(http, reqwest::Method::GET, url, None, None).await
+}
+
+/// S3's audit trail of one request.
+async fn audit_trail(http: &reqwest::Client, audit: &str, correlation: &str) -> (u16, Value) {
+    get(http, &format!("{audit}/v1/audit/{correlation}")).await
+}
+
 /// Long-polls the command's `status_url` until it is no longer pending.
 async fn wait_outcome(http: &reqwest::Client, accepted: &Value, services: &[Service]) -> Value {
     let url = accepted["status_url"]
@@ -628,14 +591,7 @@ async fn wait_outcome(http: &reqwest::Client, accepted: &Value, services: &[Serv
         .expect("status_url in the 202");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, body) = send(
-            http,
-            reqwest::Method::GET,
-            &format!("{url}?wait=10"),
-            None,
-            None,
-        )
-        .await;
+        let (status, body) = get(http, &format!("{url}?wait=10")).await;
         if status == 200 && body["state"] != "pending" {
             return body;
         }
@@ -686,95 +642,13 @@ impl Drop for Leftovers {
         }
         let (bootstrap, topics, id) =
             (self.bootstrap.clone(), self.topics.clone(), self.id.clone());
-        // Drop cannot await: a runtime of its own in another thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use rdkafka::admin::{AdminClient, AdminOptions};
-                use rdkafka::client::DefaultClientContext;
-                if let Ok(admin) = rdkafka::ClientConfig::new()
-                    .set("bootstrap.servers", &bootstrap)
-                    .create::<AdminClient<DefaultClientContext>>()
-                {
-                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-                }
-                let opensearch = endpoints().opensearch_url;
-                let _ = reqwest::Client::new()
-                    .delete(format!("{opensearch}/{id}-audit-*"))
-                    .send()
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
-/// Server-side applies the committed CRD and waits until it is served.
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
-    let name = crd.metadata.name.clone().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("polystream-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the API server refused crds/streamingplatform.yaml: {e}"));
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD was not Established within 30s")
-    .unwrap();
-}
-
-/// A namespace deleted when dropped, even if the test panics.
-struct TestNamespace {
-    name: String,
-}
-
-impl TestNamespace {
-    async fn create(client: &Client) -> Self {
-        let name = unique("op-replay");
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-        Self { name }
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await; a fresh client on its own runtime in another
-        // thread does the deletion.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = Client::try_default().await {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
-        })
-        .join();
+        block_on_elsewhere(async move {
+            delete_topics(&bootstrap, &topics).await;
+            let opensearch = endpoints().opensearch_url;
+            let _ = reqwest::Client::new()
+                .delete(format!("{opensearch}/{id}-audit-*"))
+                .send()
+                .await;
+        });
     }
 }

@@ -7,121 +7,34 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
-use polystream_operator::controller::{self, ControllerConfig};
 use polystream_operator::crd::OpenSearchSpec;
 use polystream_operator::probes::{self, StoreReport, check_stores};
-use polystream_smoke_tests::{endpoints, kube_client, unique};
+use polystream_smoke_tests::{endpoints, kube_client};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use support::{
+    Forwarder, InProcessController, STORES_SECRET as SECRET, TestNamespace, condition,
+    delete_topics, free_port, live_uris, local_sample, namespace_with_crd, put_secret, topic_names,
+    use_unique_topics, wait_platform,
+};
 
-const SAMPLE: &str = include_str!("../../k8s/samples/streamingplatform.yaml");
-const CRD: &str = include_str!("../../crds/streamingplatform.yaml");
-const SECRET: &str = "polystream-stores";
+pub mod support;
+
 /// Nothing listens there: connections are refused at once.
 const CLOSED: &str = "127.0.0.1:1";
 
-/// A namespace deleted when dropped, even if the test panics.
-struct TestNamespace {
-    name: String,
-}
-
-impl TestNamespace {
-    async fn create(client: &Client, prefix: &str) -> Self {
-        let name = unique(prefix);
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-        Self { name }
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await; a fresh client on its own runtime does the deletion.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = Client::try_default().await {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::background())
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// The live stores' URIs, keyed as in the sample's Secret.
-fn live_uris() -> BTreeMap<String, String> {
-    let e = endpoints();
-    BTreeMap::from([
-        ("postgres-uri".to_owned(), e.database_url),
-        ("mongodb-uri".to_owned(), e.mongodb_uri),
-        ("redis-uri".to_owned(), e.redis_url),
-        ("opensearch-url".to_owned(), e.opensearch_url),
-    ])
-}
-
-/// Creates or replaces the stores Secret (server-side apply).
-async fn put_secret(client: &Client, ns: &str, name: &str, data: &BTreeMap<String, String>) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        string_data: Some(data.clone()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("polystream-operator-tests").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
-}
-
 /// The sample in `ns`, its topics unique to this test run.
 fn platform(ns: &str) -> StreamingPlatform {
-    let mut sp: StreamingPlatform = serde_saphyr::from_str(SAMPLE).unwrap();
+    let mut sp = local_sample();
     sp.metadata.namespace = Some(ns.to_owned());
-    sp.spec.stores.kafka.bootstrap_servers = endpoints().kafka_bootstrap_servers;
-    let topics = &mut sp.spec.stores.kafka.topics;
-    topics.user_events = unique("op-ue");
-    topics.response_events = unique("op-re");
-    topics.dead_letter = unique("op-dl");
+    use_unique_topics(&mut sp, "op");
     sp.spec.stores.kafka.partitions = 2;
     sp
-}
-
-fn topic_names(sp: &StreamingPlatform) -> [String; 3] {
-    let t = &sp.spec.stores.kafka.topics;
-    [
-        t.user_events.clone(),
-        t.response_events.clone(),
-        t.dead_letter.clone(),
-    ]
 }
 
 /// Partitions of each topic as Kafka reports them (absent: not there).
@@ -140,16 +53,6 @@ fn partitions(bootstrap: &str, topics: &[String]) -> BTreeMap<String, usize> {
         .filter(|t| topics.iter().any(|n| n == t.name()))
         .map(|t| (t.name().to_owned(), t.partitions().len()))
         .collect()
-}
-
-/// Deletes the test's topics (best effort).
-async fn delete_topics(bootstrap: &str, topics: &[String]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
 }
 
 /// Fails naming each store whose check failed, and how to start it.
@@ -423,107 +326,12 @@ async fn without_opensearch_its_condition_says_not_configured() {
 // End to end: the controller turns an unreachable store into Degraded, and a
 // store that comes back into Ready, without anyone touching the platform.
 
-/// Forwards `127.0.0.1:port` to `target` once started: a store that "comes
-/// back" at an address the Secret already names.
-struct Forwarder {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Forwarder {
-    async fn start(port: u16, target: String) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port} for the forwarder: {e}"));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Self {
-            tasks: vec![accept],
-        }
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Server-side applies the committed CRD and waits until it is served.
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(CRD).unwrap();
-    let name = crd.metadata.name.clone().unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("polystream-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD was not Established within 30s")
-    .unwrap();
-}
-
-/// (status, reason, message) of a condition.
-fn condition(sp: &StreamingPlatform, type_: &str) -> Option<(String, String, String)> {
-    sp.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Polls the platform until `want` accepts it; fails showing the last status.
-async fn wait_platform(
-    api: &Api<StreamingPlatform>,
-    name: &str,
-    what: &str,
-    within: Duration,
-    want: impl Fn(&StreamingPlatform) -> bool,
-) -> StreamingPlatform {
-    let deadline = Instant::now() + within;
-    loop {
-        let sp = api.get(name).await.unwrap();
-        if want(&sp) {
-            return sp;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; last status: {:#?}",
-            sp.status
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_store_degrades_the_platform_and_its_return_makes_it_ready() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::create(&client, "op-degraded").await;
+    let (client, ns) = namespace_with_crd("op-degraded").await;
 
     // Redis "is down": the Secret names a port where nothing listens yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut uris = live_uris();
     uris.insert("redis-uri".into(), format!("redis://127.0.0.1:{port}"));
     put_secret(&client, &ns.name, SECRET, &uris).await;
@@ -534,14 +342,7 @@ async fn an_unreachable_store_degrades_the_platform_and_its_return_makes_it_read
 
     // A short periodic re-check: nothing about the platform changes when a
     // store comes back, so only the periodic reconcile can notice.
-    let config = ControllerConfig {
-        requeue_after: Duration::from_secs(3),
-        ..ControllerConfig::namespaced(&ns.name)
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(controller::run(client.clone(), config, async {
-        let _ = stopped.await;
-    }));
+    let controller = InProcessController::start(&client, &ns.name, Duration::from_secs(3));
 
     let degraded = wait_platform(
         &api,
@@ -574,7 +375,7 @@ async fn an_unreachable_store_degrades_the_platform_and_its_return_makes_it_read
     ] {
         assert_eq!(
             condition(&degraded, healthy).map(|c| c.0),
-            Some("True".to_owned()),
+            Some("True"),
             "{healthy}: {:#?}",
             degraded.status
         );
@@ -632,10 +433,6 @@ async fn an_unreachable_store_degrades_the_platform_and_its_return_makes_it_read
     )
     .await;
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(20), controller)
-        .await
-        .expect("the controller did not stop")
-        .unwrap();
+    controller.stop().await;
     delete_topics(&sp.spec.stores.kafka.bootstrap_servers, &topic_names(&sp)).await;
 }

@@ -6,11 +6,13 @@
 POLYSTREAM_ADMIN_EMAIL=${POLYSTREAM_ADMIN_EMAIL:-admin@polystream.local}
 POLYSTREAM_ADMIN_PASSWORD=${POLYSTREAM_ADMIN_PASSWORD:-polystream-admin}
 
+services_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$PS_ROOT/Cargo.toml" | head -n1; }
+
 # svc_define NAME PACKAGE PORT : the component functions for one service.
 svc_define() {
   local name=$1 package=$2 port=$3
   eval "
-${name}_version() { sed -n 's/^version = \"\\(.*\\)\"/\\1/p' \"\$PS_ROOT/Cargo.toml\" | head -n1; }
+${name}_version() { services_version; }
 ${name}_installed() { [[ -x \"\$CARGO_TARGET_DIR/debug/$package\" ]]; }
 ${name}_install() { svc_build $package; }
 ${name}_start() { svc_start $name $package $port; }
@@ -25,7 +27,8 @@ svc_build() {
   [[ ${_svc_built:-0} == 1 ]] && return 0
   with_progress "building the Polystream services (cargo, debug profile)" "$(logfile install-services)" \
     cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" \
-    -p polystream-s1-gateway -p polystream-s2-processor -p polystream-s3-monitor --bins || return 1
+    -p polystream-s1-gateway -p polystream-s2-processor -p polystream-s3-monitor \
+    -p polystream-operator --bins || return 1
   _svc_built=1
 }
 
@@ -44,6 +47,43 @@ svc_start() {
 svc_define s2_processor polystream-s2-processor 8001
 svc_define s3_monitor polystream-s3-monitor 8002
 svc_define s1_gateway polystream-s1-gateway 8000
+
+# --- the operator ---------------------------------------------------------------
+# Runs against the local API server like it would in a cluster, reconciling the
+# sample StreamingPlatform in namespace `polystream` (kwok makes its pods Ready),
+# so `kubectl get sp` and the operator's metrics show a live platform. It watches
+# only that namespace: the tests run their own controllers in theirs.
+OPERATOR_NAMESPACE=polystream
+OPERATOR_PORT=8080
+
+operator_version() { services_version; }
+operator_installed() { [[ -x $CARGO_TARGET_DIR/debug/polystream-operator ]]; }
+operator_install() { svc_build; }
+operator_addr() { echo "http://127.0.0.1:$OPERATOR_PORT"; }
+operator_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$OPERATOR_PORT/ready"; }
+operator_START_TIMEOUT=120
+
+operator_start() {
+  svc_build || return 1
+  [[ -f $PS_STATE/env ]] || { warn "operator needs the local servers' settings: run ./dev up"; return 1; }
+  local kubectl log
+  kubectl=$(kubectl_addr)
+  log=$(logfile operator)
+  # The CRD and the sample, applied the way a user would (idempotent).
+  (
+    export KUBECONFIG
+    KUBECONFIG=$(kube_kubeconfig)
+    "$kubectl" apply --server-side -f "$PS_ROOT/crds/" &&
+      "$kubectl" wait --for condition=Established --timeout=60s crd/streamingplatforms.polystream.dev &&
+      "$kubectl" create namespace "$OPERATOR_NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - &&
+      "$kubectl" -n "$OPERATOR_NAMESPACE" apply \
+        -f "$PS_ROOT/k8s/samples/secrets.yaml" -f "$PS_ROOT/k8s/samples/streamingplatform.yaml"
+  ) >>"$log" 2>&1 || { warn "cannot apply the CRD and the sample platform; log: $log"; return 1; }
+  # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
+  spawn operator env OPERATOR_HTTP_ADDR="127.0.0.1:$OPERATOR_PORT" WATCH_NAMESPACE="$OPERATOR_NAMESPACE" \
+    LEADER_ELECTION=false \
+    bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$CARGO_TARGET_DIR/debug/polystream-operator"
+}
 
 # --- demo data (tools/demo-data) ----------------------------------------------
 # Loaded once per state dir, through S1's public API, after `./dev up`.

@@ -109,10 +109,116 @@ pub async fn publish<D: Serialize>(
         error.type = Empty,
     );
     let start = std::time::Instant::now();
-    let result = send(producer, topic, key, envelope, extra, &correlation, &span)
+    let result = match serde_json::to_vec(envelope) {
+        Ok(payload) => {
+            let mut hdrs: Vec<(&str, &str)> = vec![
+                (headers::CE_TYPE, envelope.event_type.as_str()),
+                (headers::CE_CORRELATION_ID, correlation.as_str()),
+            ];
+            hdrs.extend_from_slice(extra);
+            send_in(
+                producer,
+                topic,
+                Some(key.as_bytes()),
+                &payload,
+                &hdrs,
+                &span,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    finish_send(topic, &span, start.elapsed(), &result);
+    result
+}
+
+/// Sends `payload` as it is (`key` and `headers` too) and waits for the
+/// broker's acknowledgement, with what [`publish`] adds to an envelope's
+/// send: a PRODUCER span "send <topic>" (child of the current span), its
+/// trace context in `traceparent`/`tracestate` (replacing those in
+/// `headers`; when there is no tracing pipeline to continue a trace, the
+/// given ones stay, so a forwarded trace is not cut) and the producer
+/// metrics. For records that are not envelopes, e.g. dead letters.
+pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: &[(K, V)],
+) -> Result<(i32, i64), PublishError> {
+    let span = tracing::info_span!(
+        "kafka_send",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.name = "send",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = Empty,
+        messaging.kafka.offset = Empty,
+        error.type = Empty,
+    );
+    let start = std::time::Instant::now();
+    let result = send_in(producer, topic, key, payload, headers, &span).await;
+    finish_send(topic, &span, start.elapsed(), &result);
+    result
+}
+
+/// The send itself, inside `span`, whose trace context the record carries.
+async fn send_in<K: AsRef<str>, V: AsRef<[u8]>>(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    given: &[(K, V)],
+    span: &tracing::Span,
+) -> Result<(i32, i64), PublishError> {
+    let trace = trace_headers(&span.context());
+    let mut hdrs = OwnedHeaders::new();
+    for (k, v) in with_trace_context(given, &trace) {
+        hdrs = hdrs.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).payload(payload).headers(hdrs);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
         .instrument(span.clone())
-        .await;
-    let error_type = match &result {
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| PublishError::Kafka(e))
+}
+
+/// `given` followed by the injected trace headers, which replace the
+/// given `traceparent`/`tracestate` when there are any (a consumer reads the
+/// first `traceparent`, so a stale one must not stay in front).
+fn with_trace_context<'a, K: AsRef<str>, V: AsRef<[u8]>>(
+    given: &'a [(K, V)],
+    injected: &'a [(String, String)],
+) -> Vec<(&'a str, &'a [u8])> {
+    let is_trace = |k: &str| k == headers::TRACEPARENT || k == headers::TRACESTATE;
+    given
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .filter(|(k, _)| injected.is_empty() || !is_trace(k))
+        .chain(injected.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
+        .collect()
+}
+
+/// Records a finished send on its span and in the producer metrics.
+fn finish_send(
+    topic: &str,
+    span: &tracing::Span,
+    elapsed: Duration,
+    result: &Result<(i32, i64), PublishError>,
+) {
+    let error_type = match result {
         Ok((partition, offset)) => {
             span.record("messaging.destination.partition.id", partition.to_string());
             span.record("messaging.kafka.offset", offset);
@@ -125,50 +231,7 @@ pub async fn publish<D: Serialize>(
             t
         }
     };
-    record_send(topic, error_type, start.elapsed(), &span);
-    result
-}
-
-async fn send<D: Serialize>(
-    producer: &FutureProducer,
-    topic: &str,
-    key: &str,
-    envelope: &Envelope<D>,
-    extra: ExtraHeaders<'_>,
-    correlation: &str,
-    span: &tracing::Span,
-) -> Result<(i32, i64), PublishError> {
-    let payload = serde_json::to_vec(envelope)?;
-    let mut hdrs = OwnedHeaders::new()
-        .insert(Header {
-            key: headers::CE_TYPE,
-            value: Some(envelope.event_type.as_str()),
-        })
-        .insert(Header {
-            key: headers::CE_CORRELATION_ID,
-            value: Some(correlation),
-        });
-    for (k, v) in extra {
-        hdrs = hdrs.insert(Header {
-            key: k,
-            value: Some(*v),
-        });
-    }
-    for (k, v) in trace_headers(&span.context()) {
-        hdrs = hdrs.insert(Header {
-            key: k.as_str(),
-            value: Some(v.as_str()),
-        });
-    }
-    let record = FutureRecord::to(topic)
-        .key(key)
-        .payload(&payload)
-        .headers(hdrs);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map(|d| (d.partition, d.offset))
-        .map_err(|(e, _)| PublishError::Kafka(e))
+    record_send(topic, error_type, elapsed, span);
 }
 
 fn record_send(topic: &str, error_type: String, elapsed: Duration, span: &tracing::Span) {
@@ -644,6 +707,31 @@ mod tests {
         ctx.apply(br#"{"topics": {"t": {"topic": "t", "partitions": {"0": {"partition": 0, "consumer_lag": 2}}}}}"#);
         assert_eq!(family.get_or_create(&labels("0")).get(), 2);
         assert!(family.get(&labels("1")).is_none());
+    }
+
+    #[test]
+    fn injected_trace_context_replaces_the_given_one() {
+        let given: Vec<(String, Vec<u8>)> = vec![
+            ("dlq_reason".into(), b"x".to_vec()),
+            ("traceparent".into(), b"old".to_vec()),
+            ("tracestate".into(), b"k=old".to_vec()),
+            ("ce_type".into(), b"t".to_vec()),
+        ];
+        let injected = vec![("traceparent".to_owned(), "new".to_owned())];
+        assert_eq!(
+            with_trace_context(&given, &injected),
+            [
+                ("dlq_reason", &b"x"[..]),
+                ("ce_type", b"t"),
+                ("traceparent", b"new")
+            ]
+        );
+        // Nothing to inject (no tracing pipeline): the given context stays.
+        assert_eq!(with_trace_context(&given, &[]).len(), 4);
+        assert_eq!(
+            with_trace_context(&given, &[])[1],
+            ("traceparent", &b"old"[..])
+        );
     }
 
     #[test]

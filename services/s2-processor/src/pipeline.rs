@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use opentelemetry::trace::TraceContextExt;
@@ -14,16 +14,14 @@ use polystream_common::events::{
 };
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::kafka::{self, PublishError};
-use polystream_common::metrics::{ProducerLabels, SentLabels, observe, shared};
 use polystream_common::status::{CommandStatus, State};
-use polystream_common::telemetry::{sampled_trace_id, set_correlation_id};
+use polystream_common::telemetry::set_correlation_id;
 use rdkafka::Message;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Headers;
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
-use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::dlq::{self, Poison, Reason};
@@ -353,88 +351,26 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Copies the record byte for byte to the dead-letter topic, in a
-    /// PRODUCER span whose trace context replaces the original one, with
-    /// the same send metrics as `kafka::publish` records.
+    /// Copies the record byte for byte to the dead-letter topic with the
+    /// `dlq_*` headers, in a PRODUCER span whose trace context replaces the
+    /// original one (`kafka::publish_raw`: same span and metrics as an
+    /// envelope's send).
     async fn send_dead_letter(
         &self,
         m: &Incoming,
         reason: &str,
         payload: &[u8],
     ) -> Result<(i32, i64), PublishError> {
-        let topic = self.topics.dead_letter.as_str();
-        let span = tracing::info_span!(
-            "kafka_send",
-            otel.name = %format_args!("send {topic}"),
-            otel.kind = "producer",
-            otel.status_code = Empty,
-            messaging.system = "kafka",
-            messaging.operation.name = "send",
-            messaging.operation.type = "send",
-            messaging.destination.name = topic,
-            messaging.destination.partition.id = Empty,
-            messaging.kafka.offset = Empty,
-            error.type = Empty,
-        );
         let mut headers = dlq::headers(reason, &m.topic, m.partition, m.offset, &m.headers);
-        headers.extend(
-            kafka::trace_headers(&span.context())
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes())),
-        );
         headers.extend(m.trace_fallback());
-        let mut owned = OwnedHeaders::new();
-        for (k, v) in &headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).payload(payload).headers(owned);
-        if let Some(k) = &m.key {
-            record = record.key(k.as_slice());
-        }
-        let start = Instant::now();
-        let result = self
-            .producer
-            .send(record, Duration::from_secs(10))
-            .instrument(span.clone())
-            .await
-            .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| PublishError::Kafka(e));
-        let error_type = match &result {
-            Ok((partition, offset)) => {
-                span.record("messaging.destination.partition.id", partition.to_string());
-                span.record("messaging.kafka.offset", offset);
-                String::new()
-            }
-            Err(e) => {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", e.error_type().as_str());
-                e.error_type()
-            }
-        };
-        observe(
-            &shared().producer_duration,
-            &ProducerLabels {
-                messaging_system: "kafka".into(),
-                messaging_operation_name: "send".into(),
-                messaging_destination_name: topic.into(),
-                error_type: error_type.clone(),
-            },
-            start.elapsed(),
-            sampled_trace_id(&span.context()),
-        );
-        shared()
-            .sent_messages
-            .get_or_create(&SentLabels {
-                messaging_system: "kafka".into(),
-                messaging_destination_name: topic.into(),
-                error_type,
-            })
-            .inc();
-        result
+        kafka::publish_raw(
+            &self.producer,
+            &self.topics.dead_letter,
+            m.key.as_deref(),
+            payload,
+            &headers,
+        )
+        .await
     }
 }
 
