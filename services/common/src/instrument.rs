@@ -242,14 +242,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_server_span_continues_an_incoming_traceparent() {
-        use opentelemetry::trace::TracerProvider as _;
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let sub = crate::telemetry::subscriber(
-            provider.tracer("test"),
-            tracing_subscriber::EnvFilter::new("info"),
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
-        );
-        let _default = tracing::subscriber::set_default(sub);
+        let _default = tracing::subscriber::set_default(crate::telemetry::test_subscriber());
         let app = Router::new()
             .route(
                 "/trace",

@@ -81,7 +81,9 @@ pub type ExtraHeaders<'a> = &'a [(&'a str, &'a str)];
 /// W3C trace context travels in the `traceparent`/`tracestate` headers, so
 /// the consumer's span continues the same trace; its duration and outcome are
 /// recorded in `messaging_client_operation_duration_seconds` and
-/// `messaging_client_sent_messages_total`.
+/// `messaging_client_sent_messages_total`. A `traceparent` in `extra` is
+/// sent instead of the span's context: the caller forwards that trace on
+/// purpose (S2 without a tracing pipeline, tests that fix the trace id).
 pub async fn publish<D: Serialize>(
     producer: &FutureProducer,
     topic: &str,
@@ -90,24 +92,15 @@ pub async fn publish<D: Serialize>(
     extra: ExtraHeaders<'_>,
 ) -> Result<(i32, i64), PublishError> {
     let correlation = envelope.correlationid.to_string();
-    let span = tracing::info_span!(
-        "kafka_send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        otel.status_code = Empty,
-        messaging.system = "kafka",
-        messaging.operation.name = "send",
-        messaging.operation.type = "send",
-        messaging.destination.name = topic,
-        messaging.message.conversation_id = correlation.as_str(),
-        polystream.correlation_id = correlation.as_str(),
-        messaging.kafka.message.key = key,
-        cloudevents.event_id = %envelope.id,
-        cloudevents.event_type = envelope.event_type.as_str(),
-        messaging.destination.partition.id = Empty,
-        messaging.kafka.offset = Empty,
-        error.type = Empty,
+    let span = send_span(topic);
+    span.record("messaging.message.conversation_id", correlation.as_str());
+    span.record(crate::telemetry::CORRELATION_FIELD, correlation.as_str());
+    span.record("messaging.kafka.message.key", key);
+    span.record(
+        "cloudevents.event_id",
+        tracing::field::display(&envelope.id),
     );
+    span.record("cloudevents.event_type", envelope.event_type.as_str());
     let start = std::time::Instant::now();
     let result = match serde_json::to_vec(envelope) {
         Ok(payload) => {
@@ -116,12 +109,18 @@ pub async fn publish<D: Serialize>(
                 (headers::CE_CORRELATION_ID, correlation.as_str()),
             ];
             hdrs.extend_from_slice(extra);
+            let trace = if extra.iter().any(|(k, _)| *k == headers::TRACEPARENT) {
+                Vec::new()
+            } else {
+                trace_headers(&span.context())
+            };
             send_in(
                 producer,
                 topic,
                 Some(key.as_bytes()),
                 &payload,
                 &hdrs,
+                &trace,
                 &span,
             )
             .await
@@ -146,7 +145,18 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
     payload: &[u8],
     headers: &[(K, V)],
 ) -> Result<(i32, i64), PublishError> {
-    let span = tracing::info_span!(
+    let span = send_span(topic);
+    let start = std::time::Instant::now();
+    let trace = trace_headers(&span.context());
+    let result = send_in(producer, topic, key, payload, headers, &trace, &span).await;
+    finish_send(topic, &span, start.elapsed(), &result);
+    result
+}
+
+/// The PRODUCER span of a send to `topic`; the envelope's attributes are
+/// recorded by [`publish`] (left empty, they are not exported).
+fn send_span(topic: &str) -> tracing::Span {
+    tracing::info_span!(
         "kafka_send",
         otel.name = %format_args!("send {topic}"),
         otel.kind = "producer",
@@ -155,28 +165,30 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
         messaging.operation.name = "send",
         messaging.operation.type = "send",
         messaging.destination.name = topic,
+        messaging.message.conversation_id = Empty,
+        polystream.correlation_id = Empty,
+        messaging.kafka.message.key = Empty,
+        cloudevents.event_id = Empty,
+        cloudevents.event_type = Empty,
         messaging.destination.partition.id = Empty,
         messaging.kafka.offset = Empty,
         error.type = Empty,
-    );
-    let start = std::time::Instant::now();
-    let result = send_in(producer, topic, key, payload, headers, &span).await;
-    finish_send(topic, &span, start.elapsed(), &result);
-    result
+    )
 }
 
-/// The send itself, inside `span`, whose trace context the record carries.
+/// The send itself, inside `span`, with the `trace` headers (the span's
+/// context, or none when the caller's are to be sent).
 async fn send_in<K: AsRef<str>, V: AsRef<[u8]>>(
     producer: &FutureProducer,
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
     given: &[(K, V)],
+    trace: &[(String, String)],
     span: &tracing::Span,
 ) -> Result<(i32, i64), PublishError> {
-    let trace = trace_headers(&span.context());
     let mut hdrs = OwnedHeaders::new();
-    for (k, v) in with_trace_context(given, &trace) {
+    for (k, v) in with_trace_context(given, trace) {
         hdrs = hdrs.insert(Header {
             key: k,
             value: Some(v),
@@ -615,14 +627,7 @@ mod tests {
 
     #[test]
     fn a_process_span_continues_the_senders_trace() {
-        use opentelemetry::trace::TracerProvider as _;
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let sub = crate::telemetry::subscriber(
-            provider.tracer("test"),
-            tracing_subscriber::EnvFilter::new("info"),
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
-        );
-        let _default = tracing::subscriber::set_default(sub);
+        let _default = tracing::subscriber::set_default(crate::telemetry::test_subscriber());
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "traceparent",

@@ -319,6 +319,18 @@ pub(crate) fn subscriber(
         .with(fmt)
 }
 
+/// The full subscriber with a tracer that exports nowhere and logs dropped,
+/// for unit tests that need real span contexts (`set_default` it).
+#[cfg(test)]
+pub(crate) fn test_subscriber() -> impl Subscriber + Send + Sync + for<'a> LookupSpan<'a> {
+    let provider = SdkTracerProvider::builder().build();
+    subscriber(
+        provider.tracer("test"),
+        EnvFilter::new("info"),
+        BoxMakeWriter::new(std::io::sink),
+    )
+}
+
 fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<SdkTracerProvider> {
     let mut resource = Resource::builder()
         .with_service_name(config.service_name.clone())

@@ -8,121 +8,54 @@
 #[path = "api/harness.rs"]
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use polystream_common::telemetry::{TelemetryConfig, init_with};
-use polystream_smoke_tests::{env_or, unique, unreachable};
+use polystream_smoke_tests::jaeger::{CORRELATION_KEY, Jaeger, find, shutdown_within};
+use polystream_smoke_tests::unique;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use serde_json::{Value, json};
-
-fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .map(|t| &t["value"])
-}
-
-fn parent(span: &Value) -> Option<&str> {
-    span["references"]
-        .as_array()?
-        .iter()
-        .find(|r| r["refType"] == "CHILD_OF")
-        .and_then(|r| r["spanID"].as_str())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
-    let endpoint = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
-    let query = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
-    let http = reqwest::Client::new();
-    if let Err(e) = http
-        .get(format!("{query}/api/services"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &query, e);
-    }
+    let jaeger = Jaeger::reachable().await;
     let service = unique("polystream-s1-test");
-    let mut config = TelemetryConfig::local(&service);
-    config.endpoint = Some(endpoint);
-    config.test_writer = true;
-    let telemetry = init_with(config).unwrap();
+    let telemetry = jaeger.export(&service);
 
     let h = harness::start(&[]).await;
     let (uid, token) = h.user(false).await;
-    let res = h
-        .put(
-            &format!("/v1/users/{uid}/preferences"),
-            json!({"language": "pt-BR", "notifications": true, "theme": "dark"}),
-            Some(&token),
+    let (body, _) = h.update_preferences(uid, Some(&token)).await;
+    let cid = body["correlation_id"].as_str().unwrap().to_owned();
+    shutdown_within(telemetry, Duration::from_secs(15)).await;
+
+    let spans = jaeger
+        .find_trace(
+            &[
+                ("service", service.as_str()),
+                ("limit", "50"),
+                ("lookback", "1h"),
+            ],
+            |t| {
+                t.iter()
+                    .any(|s| s.tag(CORRELATION_KEY) == Some(&cid) && s.kind == "producer")
+            },
+            Duration::from_secs(30),
         )
         .await;
-    let (body, _) = h
-        .expect_command(res, "polystream.preferences.updated.v1")
-        .await;
-    let cid = body["correlation_id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    telemetry.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "flushing took {:?}",
-        started.elapsed()
-    );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let spans = loop {
-        let res: Value = http
-            .get(format!(
-                "{query}/api/traces?service={service}&limit=50&lookback=1h"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let found = res["data"].as_array().into_iter().flatten().find(|t| {
-            t["spans"].as_array().into_iter().flatten().any(|s| {
-                tag(s, "polystream.correlation_id").and_then(Value::as_str) == Some(&cid)
-                    && tag(s, "span.kind").and_then(Value::as_str) == Some("producer")
-            })
-        });
-        if let Some(t) = found {
-            break t["spans"].as_array().unwrap().clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no trace of service {service} with correlation id {cid} in Jaeger within 30s: {res}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let server = find(&spans, "PUT /v1/users/{id}/preferences");
+    assert_eq!(server.kind, "server");
+    assert_eq!(server.tag("http.route"), Some("/v1/users/{id}/preferences"));
+    assert_eq!(server.tag("http.response.status_code"), Some("202"));
+    assert_eq!(server.tag(CORRELATION_KEY), Some(cid.as_str()));
 
-    let server = spans
-        .iter()
-        .find(|s| s["operationName"] == "PUT /v1/users/{id}/preferences")
-        .unwrap_or_else(|| panic!("no server span in {spans:#?}"));
-    assert_eq!(tag(server, "span.kind").unwrap(), "server");
+    let producer = spans.iter().find(|s| s.kind == "producer").unwrap();
     assert_eq!(
-        tag(server, "http.route").unwrap(),
-        "/v1/users/{id}/preferences"
+        producer.parent.as_deref(),
+        Some(server.id.as_str()),
+        "{producer:#?}"
     );
-    assert_eq!(tag(server, "http.response.status_code").unwrap(), 202);
     assert_eq!(
-        tag(server, "polystream.correlation_id").unwrap(),
-        cid.as_str()
-    );
-    let server_id = server["spanID"].as_str().unwrap();
-
-    let producer = spans
-        .iter()
-        .find(|s| tag(s, "span.kind").and_then(Value::as_str) == Some("producer"))
-        .unwrap();
-    assert_eq!(parent(producer), Some(server_id), "{producer:#}");
-    assert_eq!(
-        producer["operationName"],
+        producer.operation,
         format!("send {}", h.config.topics.user_events)
     );
     for (k, v) in [
@@ -136,32 +69,23 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
         ("polystream.correlation_id", cid.as_str()),
         ("messaging.kafka.message.key", &format!("user/{uid}")),
     ] {
-        assert_eq!(
-            tag(producer, k).and_then(Value::as_str),
-            Some(v),
-            "{k} on {producer:#}"
-        );
+        assert_eq!(producer.tag(k), Some(v), "{k} on {producer:#?}");
     }
 
     // Store calls are CLIENT children of the request: the session lookup
     // (before the command existed) and recording `pending` (after, so it
     // carries the correlation id).
-    let store = |op: &str| {
-        spans
-            .iter()
-            .find(|s| s["operationName"] == format!("{op} redis"))
-            .unwrap_or_else(|| panic!("no {op} span in {spans:#?}"))
-    };
+    let store = |op: &str| find(&spans, &format!("{op} redis"));
     for op in ["get_session", "mark_pending"] {
         let s = store(op);
-        assert_eq!(parent(s), Some(server_id), "{s:#}");
-        assert_eq!(tag(s, "span.kind").unwrap(), "client");
-        assert_eq!(tag(s, "db.system.name").unwrap(), "redis");
-        assert_eq!(tag(s, "db.operation.name").unwrap(), op);
+        assert_eq!(s.parent.as_deref(), Some(server.id.as_str()), "{s:#?}");
+        assert_eq!(s.kind, "client");
+        assert_eq!(s.tag("db.system.name"), Some("redis"));
+        assert_eq!(s.tag("db.operation.name"), Some(op));
     }
     assert_eq!(
-        tag(store("mark_pending"), "polystream.correlation_id").unwrap(),
-        cid.as_str()
+        store("mark_pending").tag(CORRELATION_KEY),
+        Some(cid.as_str())
     );
 
     // The record on Kafka carries the producer span's context for S2 to continue.
@@ -181,10 +105,6 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
     let traceparent = polystream_common::kafka::header(record.headers(), "traceparent").unwrap();
     assert_eq!(
         traceparent,
-        format!(
-            "00-{}-{}-01",
-            producer["traceID"].as_str().unwrap(),
-            producer["spanID"].as_str().unwrap()
-        )
+        format!("00-{}-{}-01", producer.trace_id, producer.id)
     );
 }

@@ -7,10 +7,10 @@
 #[path = "api/harness.rs"]
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polystream_common::telemetry::{TelemetryConfig, init_with};
-use serde_json::json;
+use polystream_smoke_tests::jaeger::shutdown_within;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_collector_neither_fails_requests_nor_hangs_shutdown() {
@@ -25,22 +25,8 @@ async fn an_unreachable_collector_neither_fails_requests_nor_hangs_shutdown() {
         let res = h.get(&format!("/v1/users/{uid}"), Some(&token)).await;
         assert_eq!(res.status(), 200);
     }
-    let res = h
-        .put(
-            &format!("/v1/users/{uid}/preferences"),
-            json!({"language": "pt-BR", "notifications": true, "theme": "dark"}),
-            Some(&token),
-        )
-        .await;
-    h.expect_command(res, "polystream.preferences.updated.v1")
-        .await;
+    h.update_preferences(uid, Some(&token)).await;
 
     // Generous: the export of what is queued may time out once (5 s).
-    let started = Instant::now();
-    telemetry.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
+    shutdown_within(telemetry, Duration::from_secs(30)).await;
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use polystream_common::config::Topics;
-use polystream_common::events::{Command, Outcome};
+pub use polystream_common::events::bounded_event_type;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -58,33 +58,10 @@ fn label(r: Reason) -> ReasonLabel {
     }
 }
 
-/// An event type as a label value: one of the contract's types, else
-/// `unknown` (a poison record's type is whatever its producer wrote).
-pub fn bounded_event_type(t: Option<&str>) -> &'static str {
-    t.and_then(|t| {
-        Command::TYPES
-            .iter()
-            .chain(Outcome::TYPES)
-            .find(|known| **known == t)
-            .copied()
-    })
-    .unwrap_or("unknown")
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn event_types_are_bounded() {
-        assert_eq!(
-            bounded_event_type(Some("polystream.title.rated.v1")),
-            "polystream.title.rated.v1"
-        );
-        assert_eq!(bounded_event_type(Some("x.y.v1")), "unknown");
-        assert_eq!(bounded_event_type(None), "unknown");
-    }
 
     #[test]
     fn every_reason_is_preregistered() {

@@ -289,13 +289,7 @@ impl Pipeline {
             message: format!("stored outcome of {} is not an outcome", env.id),
             transient: false,
         })?;
-        store_op(
-            Store::Redis,
-            "record_status",
-            self.stores.status.record(&status),
-        )
-        .await
-        .map_err(redis_fault)?;
+        self.record_status(&status).await?;
         // The send is a producer span under this event's span: its
         // `traceparent` carries the trace on to S3.
         let fallback = m.trace_fallback();
@@ -340,15 +334,21 @@ impl Pipeline {
                 reason: Some(reason.to_owned()),
                 updated_at: Utc::now(),
             };
-            store_op(
-                Store::Redis,
-                "record_status",
-                self.stores.status.record(&status),
-            )
-            .await
-            .map_err(redis_fault)?;
+            self.record_status(&status).await?;
         }
         Ok(())
+    }
+
+    /// Records a command's status for S1's status endpoint (a store call
+    /// under the event's span).
+    async fn record_status(&self, status: &CommandStatus) -> Result<(), Fault> {
+        store_op(
+            Store::Redis,
+            "record_status",
+            self.stores.status.record(status),
+        )
+        .await
+        .map_err(redis_fault)
     }
 
     /// Copies the record byte for byte to the dead-letter topic with the

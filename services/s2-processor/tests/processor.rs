@@ -11,12 +11,13 @@ use futures::{AsyncWriteExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use mongodb::options::GridFsBucketOptions;
 use polystream_common::events::*;
+use polystream_smoke_tests::metrics_text::{exemplar_lines, sample};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use serde_json::{Value, json};
-use support::{Env, cpf, exemplar_lines, sample, unique_id, unique_name};
+use support::{Env, cpf, unique_id, unique_name};
 use uuid::Uuid;
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";

@@ -8,89 +8,21 @@
 #[allow(dead_code)] // the shared support, partly used here
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
 use polystream_common::events::{Command, UserRegistered};
-use polystream_common::telemetry::{TelemetryConfig, init_with};
-use serde_json::Value;
+use polystream_smoke_tests::jaeger::{Jaeger, Span, children, consumer_of_send, shutdown_within};
 use support::{Env, unique_id};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-#[derive(Debug)]
-struct Span {
-    id: String,
-    parent: Option<String>,
-    operation: String,
-    kind: String,
-    tags: BTreeMap<String, String>,
-}
-
-fn spans_of(answer: &Value) -> Vec<Span> {
-    let mut out = Vec::new();
-    for trace in answer["data"].as_array().into_iter().flatten() {
-        for s in trace["spans"].as_array().into_iter().flatten() {
-            let tags: BTreeMap<String, String> = s["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    let v = match &t["value"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (t["key"].as_str().unwrap().to_owned(), v)
-                })
-                .collect();
-            out.push(Span {
-                id: s["spanID"].as_str().unwrap().to_owned(),
-                parent: s["references"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|r| r["refType"] == "CHILD_OF")
-                    .and_then(|r| r["spanID"].as_str())
-                    .map(str::to_owned),
-                operation: s["operationName"].as_str().unwrap().to_owned(),
-                kind: tags.get("span.kind").cloned().unwrap_or_default(),
-                tags,
-            });
-        }
-    }
-    out
-}
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_continues_its_senders_trace_with_store_and_send_spans() {
-    let endpoint = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
-    let query = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
-    let http = reqwest::Client::new();
-    if let Err(e) = http
-        .get(format!("{query}/api/services"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        panic!(
-            "the OTLP trace receiver (Jaeger) is not reachable at {query}: {e}\nIt must be \
-             running for this test; start it with `./dev up jaeger`."
-        );
-    }
+    let jaeger = Jaeger::reachable().await;
     let service = format!("polystream-s2-trace-test-{}", Uuid::now_v7().simple());
-    let mut config = TelemetryConfig::local(&service);
-    config.endpoint = Some(endpoint);
-    config.test_writer = true;
-    let telemetry = init_with(config).unwrap();
+    let telemetry = jaeger.export(&service);
 
     let mut t = Env::new().await;
     let p = t.start().await;
@@ -129,69 +61,29 @@ async fn a_command_continues_its_senders_trace_with_store_and_send_spans() {
     let out = t.outcome(&env).await;
     assert_eq!(out.event_type, "polystream.command.completed.v1");
     p.stop().await.unwrap();
-    let started = Instant::now();
-    telemetry.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "flushing took {:?}",
-        started.elapsed()
-    );
+    shutdown_within(telemetry, Duration::from_secs(15)).await;
 
     let user_topic = t.config.topics.user_events.clone();
     let resp_topic = t.config.topics.response_events.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let spans = loop {
-        let answer: Value = http
-            .get(format!("{query}/api/traces/{trace_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        let spans = spans_of(&answer);
-        let done = spans
-            .iter()
-            .any(|s| s.operation == format!("send {resp_topic}"));
-        if done {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trace {trace_id} incomplete in Jaeger after 30s: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let find = |op: &str| {
-        spans
-            .iter()
-            .find(|s| s.operation == op)
-            .unwrap_or_else(|| panic!("no span {op:?} in {spans:#?}"))
-    };
-    let send = find(&format!("send {user_topic}"));
-    assert_eq!(send.kind, "producer");
-    let process = find(&format!("process {user_topic}"));
-    assert_eq!(process.kind, "consumer");
-    assert_eq!(
-        process.parent.as_deref(),
-        Some(send.id.as_str()),
-        "S2 continues the sender's trace: {spans:#?}"
-    );
-    for key in [
-        "polystream.correlation_id",
-        "messaging.message.conversation_id",
-    ] {
-        assert_eq!(process.tags.get(key), Some(&corr), "{key}: {process:#?}");
-    }
+    let spans = jaeger
+        .trace(
+            &trace_id,
+            |spans| {
+                spans
+                    .iter()
+                    .any(|s| s.operation == format!("send {resp_topic}"))
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    // S2 continues the sender's trace.
+    let process = consumer_of_send(&spans, &user_topic, &corr);
     assert_eq!(
         process.tags.get("messaging.consumer.group.name"),
         Some(&t.config.group_id)
     );
     // Every store call, and the outcome's send, under the process span.
-    let children: Vec<&Span> = spans
-        .iter()
-        .filter(|s| s.parent.as_deref() == Some(process.id.as_str()))
-        .collect();
+    let children: Vec<&Span> = children(&spans, process);
     for op in [
         "select_processed_event postgres",
         "begin postgres",

@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
 use polystream_common::config::Topics;
-use polystream_common::events::{Command, Outcome};
+pub use polystream_common::events::bounded_event_type;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -136,19 +136,6 @@ pub fn flow_outcome(status: &str) -> &'static str {
     }
 }
 
-/// An event type as a label value: one of the contract's types, else
-/// `unknown` (a broken record's type is whatever its producer wrote).
-pub fn bounded_event_type(t: Option<&str>) -> &'static str {
-    t.and_then(|t| {
-        Command::TYPES
-            .iter()
-            .chain(Outcome::TYPES)
-            .find(|known| **known == t)
-            .copied()
-    })
-    .unwrap_or("unknown")
-}
-
 /// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),
 /// if it is well formed and not all zeros.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
@@ -165,17 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn event_types_and_outcomes_are_bounded() {
-        assert_eq!(
-            bounded_event_type(Some("polystream.title.rated.v1")),
-            "polystream.title.rated.v1"
-        );
-        assert_eq!(
-            bounded_event_type(Some("polystream.command.failed.v1")),
-            "polystream.command.failed.v1"
-        );
-        assert_eq!(bounded_event_type(Some("made.up.v9")), "unknown");
-        assert_eq!(bounded_event_type(None), "unknown");
+    fn outcomes_are_bounded() {
         assert_eq!(flow_outcome("completed"), "completed");
         assert_eq!(flow_outcome("dead_lettered"), "failed");
         assert_eq!(flow_outcome("failed"), "failed");

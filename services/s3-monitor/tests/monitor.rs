@@ -12,6 +12,7 @@ use polystream_common::config::{StoreEndpoints, Topics};
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
+use polystream_smoke_tests::metrics_text::{OPENMETRICS_ACCEPT, exemplar_lines, sample};
 use polystream_smoke_tests::{env_or, unique, unreachable};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -138,10 +139,7 @@ impl Fixture {
         let r = self
             .http
             .get(url)
-            .header(
-                "accept",
-                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-            )
+            .header("accept", OPENMETRICS_ACCEPT)
             .send()
             .await
             .unwrap();
@@ -296,28 +294,6 @@ fn spooled_docs(dir: &Path) -> usize {
                 .count()
         })
         .sum()
-}
-
-/// The value of the first sample of `name` whose labels include `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let line = line.split(" # ").next()?;
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        if metric != name {
-            return None;
-        }
-        let all = labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-        all.then(|| value.parse().ok()).flatten()
-    })
-}
-
-/// The sample lines of `name` that carry an exemplar.
-fn exemplar_lines<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
-    text.lines()
-        .filter(move |l| l.starts_with(&format!("{name}{{")) && l.contains(" # {"))
 }
 
 fn unused_local_url() -> String {

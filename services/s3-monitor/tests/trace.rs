@@ -6,82 +6,24 @@
 //! to Jaeger.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TraceContextExt;
 use polystream_common::config::{StoreEndpoints, TopicLayout, Topics};
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
-use polystream_common::telemetry::{TelemetryConfig, init_with};
 use polystream_s3_monitor::{Config, Monitor};
+use polystream_smoke_tests::jaeger::{Jaeger, Span, consumer_of_send};
 use polystream_smoke_tests::{env_or, unique, unreachable};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-#[derive(Debug)]
-struct Span {
-    id: String,
-    parent: Option<String>,
-    links: Vec<String>,
-    operation: String,
-    kind: String,
-    tags: BTreeMap<String, String>,
-}
-
-fn spans_of(answer: &Value) -> Vec<Span> {
-    let mut out = Vec::new();
-    for trace in answer["data"].as_array().into_iter().flatten() {
-        for s in trace["spans"].as_array().into_iter().flatten() {
-            let tags: BTreeMap<String, String> = s["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    let v = match &t["value"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (t["key"].as_str().unwrap().to_owned(), v)
-                })
-                .collect();
-            let refs = |kind: &str| -> Vec<String> {
-                s["references"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| r["refType"] == kind)
-                    .filter_map(|r| r["spanID"].as_str().map(str::to_owned))
-                    .collect()
-            };
-            out.push(Span {
-                id: s["spanID"].as_str().unwrap().to_owned(),
-                parent: refs("CHILD_OF").into_iter().next(),
-                links: refs("FOLLOWS_FROM"),
-                operation: s["operationName"].as_str().unwrap().to_owned(),
-                kind: tags.get("span.kind").cloned().unwrap_or_default(),
-                tags,
-            });
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span() {
-    let endpoint = env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
-    let query = env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686");
-    let http = reqwest::Client::new();
-    if let Err(e) = http
-        .get(format!("{query}/api/services"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &query, e);
-    }
+    let jaeger = Jaeger::reachable().await;
+    let http = jaeger.http.clone();
     let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
     if let Err(e) = http
         .get(format!("{opensearch}/_cluster/health"))
@@ -91,11 +33,7 @@ async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span
     {
         unreachable("OpenSearch", "opensearch", &opensearch, e);
     }
-    let service = unique("polystream-s3-trace-test");
-    let mut telemetry = TelemetryConfig::local(&service);
-    telemetry.endpoint = Some(endpoint);
-    telemetry.test_writer = true;
-    let telemetry = init_with(telemetry).unwrap();
+    let telemetry = jaeger.export(&unique("polystream-s3-trace-test"));
 
     let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
     let id = unique("s3-trace");
@@ -188,50 +126,21 @@ async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span
     monitor.stop().await.unwrap();
     telemetry.shutdown().await;
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let spans = loop {
-        let answer: Value = http
-            .get(format!("{query}/api/traces/{trace_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        let spans = spans_of(&answer);
-        let consumers = spans.iter().filter(|s| s.kind == "consumer").count();
-        if consumers == 2 && spans.iter().any(|s| s.operation == "bulk opensearch") {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trace {trace_id} incomplete in Jaeger after 30s: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let find = |op: String| {
-        spans
-            .iter()
-            .find(|s| s.operation == op)
-            .unwrap_or_else(|| panic!("no span {op:?} in {spans:#?}"))
-    };
+    let spans = jaeger
+        .trace(
+            &trace_id,
+            |spans| {
+                spans.iter().filter(|s| s.kind == "consumer").count() == 2
+                    && spans.iter().any(|s| s.operation == "bulk opensearch")
+            },
+            Duration::from_secs(30),
+        )
+        .await;
     let corr = corr.to_string();
     let mut consumers = Vec::new();
     for topic in [&topics.user_events, &topics.response_events] {
-        let send = find(format!("send {topic}"));
-        let process = find(format!("process {topic}"));
-        assert_eq!(process.kind, "consumer");
-        assert_eq!(
-            process.parent.as_deref(),
-            Some(send.id.as_str()),
-            "S3's span continues the send on {topic}: {spans:#?}"
-        );
-        for key in [
-            "polystream.correlation_id",
-            "messaging.message.conversation_id",
-        ] {
-            assert_eq!(process.tags.get(key), Some(&corr), "{key}: {process:#?}");
-        }
+        // S3's span continues the send on the topic.
+        let process = consumer_of_send(&spans, topic, &corr);
         consumers.push(process.id.clone());
     }
     // Every consumer span is the parent of a bulk span or linked from one.

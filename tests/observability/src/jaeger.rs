@@ -1,115 +1,13 @@
-//! One request's trace as Jaeger's query API returns it (`/api/traces`),
-//! read as a span tree, and the chain the platform promises:
+//! The chain the platform promises of one request's trace (read from
+//! Jaeger with `polystream_smoke_tests::jaeger`):
 //! S1 server → S1 producer → S2 consumer → (S2 store calls, S2 producer) →
 //! S3 consumers, every span carrying the request's correlation id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use serde_json::Value;
-
-/// Span attributes that may carry the correlation id: our own key, and the
-/// OpenTelemetry messaging convention on producer/consumer spans.
-pub const CORRELATION_KEY: &str = "polystream.correlation_id";
-pub const CONVERSATION_KEY: &str = "messaging.message.conversation_id";
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Span {
-    pub id: String,
-    pub parent: Option<String>,
-    pub operation: String,
-    pub service: String,
-    /// `server`, `client`, `producer`, `consumer`, `internal` (Jaeger's `span.kind` tag).
-    pub kind: String,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl Span {
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} span {:?} ({})",
-            self.service, self.kind, self.operation, self.id
-        )
-    }
-
-    fn is_store_call(&self) -> bool {
-        self.tags.contains_key("db.system") || self.tags.contains_key("db.system.name")
-    }
-}
-
-fn tag_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The spans of every trace in a `/api/traces` or `/api/traces/{id}` answer.
-pub fn spans_of(answer: &Value) -> Vec<Span> {
-    let mut out = Vec::new();
-    for trace in answer["data"].as_array().into_iter().flatten() {
-        let processes = &trace["processes"];
-        for s in trace["spans"].as_array().into_iter().flatten() {
-            let tags: BTreeMap<String, String> = s["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| Some((t["key"].as_str()?.to_owned(), tag_string(&t["value"]))))
-                .collect();
-            let parent = s["references"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r["refType"] == "CHILD_OF")
-                .and_then(|r| r["spanID"].as_str())
-                .map(str::to_owned);
-            let pid = s["processID"].as_str().unwrap_or_default();
-            out.push(Span {
-                id: s["spanID"].as_str().unwrap_or_default().to_owned(),
-                parent,
-                operation: s["operationName"].as_str().unwrap_or_default().to_owned(),
-                service: processes[pid]["serviceName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                kind: tags
-                    .get("span.kind")
-                    .cloned()
-                    .unwrap_or_else(|| "internal".into()),
-                tags,
-            });
-        }
-    }
-    out
-}
-
-/// The trace as an indented tree, for failure messages.
-pub fn render_tree(spans: &[Span]) -> String {
-    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
-    let mut children: HashMap<Option<&str>, Vec<&Span>> = HashMap::new();
-    for s in spans {
-        let parent = s.parent.as_deref().filter(|p| ids.contains(p));
-        children.entry(parent).or_default().push(s);
-    }
-    fn walk(
-        out: &mut String,
-        children: &HashMap<Option<&str>, Vec<&Span>>,
-        at: Option<&str>,
-        depth: usize,
-    ) {
-        for s in children.get(&at).into_iter().flatten() {
-            let corr = s.tags.get(CORRELATION_KEY).map_or("-", String::as_str);
-            out.push_str(&format!(
-                "{}{} [{CORRELATION_KEY}={corr}]\n",
-                "  ".repeat(depth),
-                s.describe()
-            ));
-            walk(out, children, Some(&s.id), depth + 1);
-        }
-    }
-    let mut out = String::new();
-    walk(&mut out, &children, None, 0);
-    out
-}
+pub use polystream_smoke_tests::jaeger::{
+    CONVERSATION_KEY, CORRELATION_KEY, Span, render_tree, spans_of,
+};
 
 /// The service names of the three services in the trace.
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +216,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const SVC: Services<'static> = Services {
         s1: "polystream-s1-gateway",

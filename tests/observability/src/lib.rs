@@ -27,31 +27,7 @@ pub fn rules_dir() -> PathBuf {
     repo_root().join("charts/polystream/rules")
 }
 
-/// `promtool` from the `PROMTOOL` variable `./dev env` prints, else from
-/// `PATH`. A missing promtool is a failure naming it, never a skip.
-pub fn promtool() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROMTOOL").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "promtool not found at PROMTOOL={}: it comes with Prometheus; \
-             install it with `./dev install prometheus` (`./dev env` prints PROMTOOL)",
-            p.display()
-        );
-        return p;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "promtool not found: PROMTOOL is unset and no promtool is on PATH. It comes with \
-             Prometheus: `./dev install prometheus`, then `source <(./dev env)` sets PROMTOOL"
-        )
-    })
-}
+pub use polystream_smoke_tests::metrics_text::promtool;
 
 /// Every `*.json` file of `dir`, sorted, with its contents.
 pub fn json_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use polystream_observability_tests::dashboard::{Dashboard, bucket_metrics, substitute};
 use polystream_observability_tests::jaeger::{self, CORRELATION_KEY, Services};
 use polystream_observability_tests::openmetrics::to_classic_text;
-use polystream_observability_tests::{dashboards_dir, json_files, logs, promtool, repo_root};
+use polystream_observability_tests::{dashboards_dir, json_files, logs, repo_root};
+use polystream_smoke_tests::api::Api;
+use polystream_smoke_tests::jaeger::Jaeger;
+use polystream_smoke_tests::metrics_text;
 use polystream_smoke_tests::{env_or, service_binary, unique, unreachable};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -280,7 +283,7 @@ async fn prom_wait(
 async fn exemplar_resolves(
     http: &reqwest::Client,
     prom: &str,
-    jaeger: &str,
+    jaeger: &Jaeger,
     metric: &str,
     run: &str,
     since: std::time::SystemTime,
@@ -322,153 +325,35 @@ async fn exemplar_resolves(
             "Prometheus stored no exemplar with a trace_id for {query} (answer: {body:.300})"
         ));
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let res = http
-            .get(format!("{jaeger}/api/traces/{trace_id}"))
-            .send()
-            .await
-            .map_err(|e| format!("Jaeger: {e}"))?;
-        if res.status().is_success() {
-            let answer: Value = res.json().await.unwrap_or(Value::Null);
-            if !jaeger::spans_of(&answer).is_empty() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "exemplar trace_id {trace_id} is not a trace in Jaeger ({jaeger}/api/traces/{trace_id})"
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    jaeger
+        .wait_trace(trace_id, |spans| !spans.is_empty(), Duration::from_secs(15))
+        .await
+        .map(drop)
+        .map_err(|e| format!("exemplar trace_id {trace_id} is not a trace in Jaeger: {e}"))
 }
 
-/// `promtool check metrics` on classic-format text: Err with what it said.
+/// `promtool check metrics` accepts `text` without a remark: Err with what it said.
 fn promtool_check_metrics(text: &str) -> Result<(), String> {
-    let mut child = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() && said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(format!("({}) {}", out.status, said.trim()))
+    match metrics_text::promtool_check_metrics(text)? {
+        said if said.is_empty() => Ok(()),
+        said => Err(said),
     }
 }
 
 // ---- S1 ------------------------------------------------------------------------------
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("S1 at {}: {path}: {e}", self.base));
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+/// Registers a user; returns the 202 body (correlation_id, status_url).
+async fn register(api: &Api, email: &str) -> Value {
+    let (status, body) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/users",
+            None,
+            Some(json!({"name": "Obs Proof", "email": email, "password": "obs-proof-password-1"})),
         )
-    }
-
-    async fn login(&self, email: &str, password: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = self
-                .send(
-                    reqwest::Method::POST,
-                    "/v1/sessions",
-                    None,
-                    Some(json!({"email": email, "password": password})),
-                )
-                .await;
-            if status == 201 {
-                return body["token"].as_str().unwrap().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cannot log in as {email}: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Registers a user; returns the 202 body (correlation_id, status_url).
-    async fn register(&self, email: &str) -> Value {
-        let (status, body) = self
-            .send(
-                reqwest::Method::POST,
-                "/v1/users",
-                None,
-                Some(json!({"name": "Obs Proof", "email": email, "password": "obs-proof-password-1"})),
-            )
-            .await;
-        assert_eq!(status, 202, "POST /v1/users: {body}");
-        body
-    }
-
-    /// Long-polls the command's status until it is no longer pending.
-    async fn outcome(&self, accepted: &Value) -> Value {
-        let url = accepted["status_url"]
-            .as_str()
-            .expect("status_url in the 202");
-        let url = if url.starts_with('/') {
-            format!("{}{url}", self.base)
-        } else {
-            url.to_owned()
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let body: Value = self
-                .http
-                .get(format!("{url}?wait=10"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or(Value::Null);
-            if body["state"] != "pending" {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "no outcome within 60s: {body}");
-        }
-    }
+        .await;
+    assert_eq!(status, 202, "POST /v1/users: {body}");
+    body
 }
 
 async fn poison(brokers: &str, topic: &str) {
@@ -494,8 +379,7 @@ async fn poison(brokers: &str, topic: &str) {
 struct Servers {
     http: reqwest::Client,
     prom: String,
-    jaeger: String,
-    otlp: String,
+    jaeger: Jaeger,
     brokers: String,
     opensearch: String,
     kubectl: String,
@@ -518,8 +402,7 @@ impl Servers {
         let s = Self {
             http: reqwest::Client::new(),
             prom: env_or("PROMETHEUS_URL", "http://127.0.0.1:9090"),
-            jaeger: env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
-            otlp: env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            jaeger: Jaeger::reachable().await,
             brokers: env_or("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             opensearch: env_or("OPENSEARCH_URL", "http://127.0.0.1:9200"),
             kubectl,
@@ -542,15 +425,6 @@ impl Servers {
              `./dev stop prometheus && ./dev up prometheus` (its config is written at start)",
             s.sd_dir.display()
         );
-        if let Err(e) = s
-            .http
-            .get(format!("{}/api/services", s.jaeger))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-        {
-            unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &s.jaeger, e);
-        }
         s
     }
 }
@@ -622,7 +496,7 @@ impl Run {
                 ("KAFKA_PARTITIONS", "3".into()),
                 ("HTTP_ADDR", http_addr.to_owned()),
                 ("METRICS_ADDR", metrics_addr.to_owned()),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.otlp.clone()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.jaeger.otlp.clone()),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
                 ("OTEL_SERVICE_NAME", service.to_owned()),
                 ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
@@ -671,7 +545,7 @@ impl Run {
             ("WATCH_NAMESPACE", id.clone()),
             ("LEADER_ELECTION", "false".to_owned()),
             ("OPERATOR_HTTP_ADDR", op_http.clone()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.otlp.clone()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", srv.jaeger.otlp.clone()),
             ("OTEL_SERVICE_NAME", OPERATOR.to_owned()),
             ("RUST_LOG", "info,polystream_operator=debug".to_owned()),
         ];
@@ -784,7 +658,7 @@ impl Run {
         };
         api.login(&self.admin.0, &self.admin.1).await;
         let email = format!("{}@example.com", self.id);
-        let traced = api.register(&email).await;
+        let traced = register(&api, &email).await;
         let corr = traced["correlation_id"]
             .as_str()
             .expect("correlation_id in the 202")
@@ -809,7 +683,7 @@ impl Run {
         // Failures and dead letters twice: once early, once at the end, so the
         // newest samples of their series fall inside the panels' 1m windows.
         let failures = async || {
-            let dup = api.register(&email).await;
+            let dup = register(&api, &email).await;
             let out = api.outcome(&dup).await;
             assert_eq!(
                 out["state"], "failed",
@@ -1050,6 +924,7 @@ async fn check_metrics_lint(srv: &Servers, run: &Run) -> Vec<String> {
                 ));
                 continue;
             }
+            problems.extend(undocumented_families(job, &body));
             let text = if content_type.starts_with("application/openmetrics-text") {
                 to_classic_text(&body)
             } else {
@@ -1067,6 +942,23 @@ async fn check_metrics_lint(srv: &Servers, run: &Run) -> Vec<String> {
     problems
 }
 
+/// Every metric family a service exposes is in the metric reference
+/// (docs/observability.md, and docs/operator.md for the operator's own).
+fn undocumented_families(job: &str, body: &str) -> Vec<String> {
+    let root = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../..");
+    let docs: String = ["docs/observability.md", "docs/operator.md"]
+        .iter()
+        .map(|doc| std::fs::read_to_string(root.join(doc)).unwrap_or_default())
+        .collect();
+    body.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|family| !docs.contains(&format!("`{family}")))
+        .map(|family| format!("{job}: metric family {family} is not in the metric reference (docs/observability.md)"))
+        .collect()
+}
+
 /// The traced request is ONE trace S1 → Kafka → S2 → Kafka → S3, found by
 /// its correlation id. Returns its trace id (from Jaeger, else from S1's
 /// logs) and the problems.
@@ -1077,22 +969,15 @@ async fn check_trace(srv: &Servers, corr: &str, s1_log: &str) -> (Option<String>
         s3: S3,
     };
     let tags = json!({ CORRELATION_KEY: corr }).to_string();
-    let search = reqwest::Url::parse_with_params(
-        &format!("{}/api/traces", srv.jaeger),
-        [
-            ("service", S1),
-            ("tags", tags.as_str()),
-            ("lookback", "1h"),
-            ("limit", "20"),
-        ],
-    )
-    .unwrap_or_else(|e| panic!("JAEGER_QUERY_URL {}: {e}", srv.jaeger));
+    let search = [
+        ("service", S1),
+        ("tags", tags.as_str()),
+        ("lookback", "1h"),
+        ("limit", "20"),
+    ];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let answer: Value = match srv.http.get(search.clone()).send().await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(e) => unreachable("the OTLP trace receiver (Jaeger)", "jaeger", &srv.jaeger, e),
-        };
+        let answer = srv.jaeger.search(&search).await;
         let found = answer["data"].as_array().cloned().unwrap_or_default();
         let (trace_id, result) = match found.as_slice() {
             [] => {
@@ -1100,7 +985,7 @@ async fn check_trace(srv: &Servers, corr: &str, s1_log: &str) -> (Option<String>
                 let hint = match &from_logs {
                     Some(t) => format!(
                         "S1's logs name trace {t} for it: is it in Jaeger? {}/api/traces/{t}",
-                        srv.jaeger
+                        srv.jaeger.query
                     ),
                     None => "and S1's logs name no trace for it either".to_owned(),
                 };
@@ -1109,7 +994,7 @@ async fn check_trace(srv: &Servers, corr: &str, s1_log: &str) -> (Option<String>
                     Err(format!(
                         "no trace of service {S1} with tag {CORRELATION_KEY}={corr} in Jaeger \
                          ({}); {hint}",
-                        srv.jaeger
+                        srv.jaeger.query
                     )),
                 )
             }

@@ -130,6 +130,20 @@ pub fn schema_files() -> Vec<(String, String)> {
     files
 }
 
+/// An event type as a metric label value: one of the contract's command or
+/// outcome types, else `unknown` (a broken record's type is whatever its
+/// producer wrote, and label values must stay a bounded set).
+pub fn bounded_event_type(t: Option<&str>) -> &'static str {
+    t.and_then(|t| {
+        Command::TYPES
+            .iter()
+            .chain(Outcome::TYPES)
+            .find(|known| **known == t)
+            .copied()
+    })
+    .unwrap_or("unknown")
+}
+
 fn pretty(schema: &schemars::Schema) -> String {
     crate::generated::canonical_json(schema.as_value().clone())
 }

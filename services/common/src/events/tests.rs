@@ -142,3 +142,12 @@ fn every_type_is_versioned_and_unique() {
     all.dedup();
     assert_eq!(all.len(), n);
 }
+
+#[test]
+fn event_types_are_bounded_for_labels() {
+    for t in ["polystream.title.rated.v1", "polystream.command.failed.v1"] {
+        assert_eq!(bounded_event_type(Some(t)), t);
+    }
+    assert_eq!(bounded_event_type(Some("made.up.v9")), "unknown");
+    assert_eq!(bounded_event_type(None), "unknown");
+}

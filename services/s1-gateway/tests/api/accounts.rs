@@ -339,16 +339,7 @@ async fn subscription_payment_preferences_commands_and_reads() {
     )
     .await;
 
-    let res = h
-        .put(
-            &format!("/v1/users/{uid}/preferences"),
-            json!({"language": "pt-BR", "notifications": true, "theme": "dark"}),
-            t,
-        )
-        .await;
-    let (_, ev) = h
-        .expect_command(res, "polystream.preferences.updated.v1")
-        .await;
+    let (_, ev) = h.update_preferences(uid, t).await;
     assert_eq!(ev["data"]["theme"], "dark");
     expect_problem(
         h.put(

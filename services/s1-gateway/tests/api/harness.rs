@@ -211,6 +211,20 @@ impl Harness {
         (body, event)
     }
 
+    /// A valid preferences update of `uid` (dark theme): the command's
+    /// 202 body and the event on Kafka, checked as [`Self::expect_command`] does.
+    pub async fn update_preferences(&self, uid: i64, token: Option<&str>) -> (Value, Value) {
+        let res = self
+            .put(
+                &format!("/v1/users/{uid}/preferences"),
+                json!({"language": "pt-BR", "notifications": true, "theme": "dark"}),
+                token,
+            )
+            .await;
+        self.expect_command(res, "polystream.preferences.updated.v1")
+            .await
+    }
+
     /// A user written straight into PostgreSQL (as S2 would), logged in.
     pub async fn user(&self, admin: bool) -> (i64, String) {
         let mut con = self.redis.clone();

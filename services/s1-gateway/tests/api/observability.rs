@@ -1,9 +1,7 @@
 //! `/metrics`: the catalogue's S1 series, trace-id exemplars, and a scrape
 //! `promtool check metrics` accepts.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use polystream_smoke_tests::metrics_text::promtool_check_metrics;
 use reqwest::header::ACCEPT;
 use serde_json::json;
 
@@ -209,29 +207,9 @@ async fn metrics_carry_the_catalogue_series_with_exemplars_and_pass_promtool() {
 }
 
 fn promtool_accepts(scrape: &str) {
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {promtool}: {e} (it comes with `./dev up prometheus`; `./dev env` sets PROMTOOL)")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics rejected the scrape:\n{}{}\n--- scrape ---\n{scrape}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(said) = promtool_check_metrics(scrape) {
+        panic!("promtool check metrics rejected the scrape: {said}\n--- scrape ---\n{scrape}");
+    }
 }
 
 #[tokio::test]

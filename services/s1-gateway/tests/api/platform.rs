@@ -65,16 +65,7 @@ async fn openapi_and_docs_are_served_and_committed_document_is_current() {
 async fn status_long_poll_returns_as_soon_as_the_outcome_is_recorded() {
     let h = start(&[]).await;
     let (uid, token) = h.user(false).await;
-    let res = h
-        .put(
-            &format!("/v1/users/{uid}/preferences"),
-            json!({"language": "pt-BR", "notifications": true, "theme": "dark"}),
-            Some(&token),
-        )
-        .await;
-    let (body, _) = h
-        .expect_command(res, "polystream.preferences.updated.v1")
-        .await;
+    let (body, _) = h.update_preferences(uid, Some(&token)).await;
     let cid: uuid::Uuid = body["correlation_id"].as_str().unwrap().parse().unwrap();
 
     let client = redis::Client::open(h.config.stores.redis_url.as_str()).unwrap();

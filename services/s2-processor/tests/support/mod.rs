@@ -11,6 +11,7 @@ use polystream_common::config::Topics;
 use polystream_common::events::{Command, Envelope};
 use polystream_common::status::{CommandStatus, StatusStore};
 use polystream_s2_processor::{Config, Running};
+use polystream_smoke_tests::metrics_text::OPENMETRICS_ACCEPT;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -421,36 +422,11 @@ impl Proxy {
     }
 }
 
-/// The value of the first sample of `name` whose labels include `labels`.
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let line = line.split(" # ").next()?;
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        if metric != name {
-            return None;
-        }
-        let all = labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-        all.then(|| value.parse().ok()).flatten()
-    })
-}
-
-/// The sample lines of `name` that carry an exemplar.
-pub fn exemplar_lines<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
-    text.lines()
-        .filter(move |l| l.starts_with(&format!("{name}{{")) && l.contains(" # {"))
-}
-
 /// `GET /metrics` as Prometheus asks for it: OpenMetrics, with exemplars.
 pub async fn get_metrics(url: &str) -> reqwest::Response {
     reqwest::Client::new()
         .get(url)
-        .header(
-            "accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-        )
+        .header("accept", OPENMETRICS_ACCEPT)
         .send()
         .await
         .unwrap()

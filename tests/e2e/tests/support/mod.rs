@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use polystream_common::config::Reader;
+use polystream_smoke_tests::api::Api;
 use polystream_smoke_tests::{endpoints, unique, unreachable};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -273,6 +274,14 @@ impl Platform {
         }
     }
 
+    /// S1's API as the tests' client.
+    pub fn client(&self) -> Api {
+        Api {
+            base: self.api.clone(),
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -280,20 +289,7 @@ impl Platform {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.api));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.client().send(method, path, token, body).await
     }
 
     /// Sends a command and waits for its outcome; panics unless it completed.
@@ -312,48 +308,11 @@ impl Platform {
     }
 
     pub async fn outcome(&self, accepted: &Value) -> Value {
-        let url = accepted["status_url"].as_str().expect("status_url");
-        let url = if url.starts_with('/') {
-            format!("{}{url}", self.api)
-        } else {
-            url.to_owned()
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let res = self
-                .http
-                .get(format!("{url}?wait=10"))
-                .send()
-                .await
-                .unwrap();
-            let body: Value = res.json().await.unwrap();
-            if body["state"] != "pending" {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "no outcome within 60s: {body}");
-        }
+        self.client().outcome(accepted).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = self
-                .send(
-                    reqwest::Method::POST,
-                    "/v1/sessions",
-                    None,
-                    Some(json!({"email": email, "password": password})),
-                )
-                .await;
-            if status == 201 {
-                return body["token"].as_str().unwrap().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cannot log in as {email}: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        self.client().login(email, password).await
     }
 
     /// Every record on the platform's topics.
