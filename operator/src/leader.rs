@@ -505,20 +505,30 @@ impl LeaderElector {
     /// Clears `holderIdentity` if we still hold the Lease (best effort, bounded).
     async fn release(&self) {
         let release = async {
-            let Some(mut lease) = self.api.get_opt(&self.lease_name).await? else {
-                return Ok(());
-            };
-            let Some(spec) = lease.spec.as_ref() else {
-                return Ok(());
-            };
-            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-                return Ok(());
+            // A renewal cancelled by the shutdown may still land after our
+            // read: on a conflict, read again and retry.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let Some(mut lease) = self.api.get_opt(&self.lease_name).await? else {
+                    return Ok(());
+                };
+                let Some(spec) = lease.spec.as_ref() else {
+                    return Ok(());
+                };
+                if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                    return Ok(());
+                }
+                lease.spec = Some(released(spec, Timestamp::now()));
+                match self
+                    .api
+                    .replace(&self.lease_name, &PostParams::default(), &lease)
+                    .await
+                {
+                    Err(kube::Error::Api(status)) if status.code == 409 && attempts < 5 => {}
+                    result => return result.map(|_| ()),
+                }
             }
-            lease.spec = Some(released(spec, Timestamp::now()));
-            self.api
-                .replace(&self.lease_name, &PostParams::default(), &lease)
-                .await
-                .map(|_| ())
         };
         match tokio::time::timeout(self.timings.renew_deadline, release).await {
             Ok(Ok(())) => tracing::info!(
