@@ -117,7 +117,14 @@ fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send +
 }
 
 async fn run() -> anyhow::Result<()> {
-    polystream_common::telemetry::init_logging("polystream-operator");
+    let telemetry = polystream_common::telemetry::init("polystream-operator")?;
+    let result = operate().await;
+    // Flush the last spans, also after a failure.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn operate() -> anyhow::Result<()> {
     // kube uses ring; another dependency may bring a second rustls provider.
     let _ = rustls_provider();
     let config = RunConfig::from_env()?;
