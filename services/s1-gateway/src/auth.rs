@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
-use crate::metrics::SESSIONS_BY_EXPIRY;
 use crate::state::{AppState, State};
 use polystream_common::instrument::{Store, store_op};
 
@@ -120,7 +119,7 @@ pub async fn create_session(
             .set_ex(keys::session(&hash), to_json(&data), ttl)
             .sadd(keys::user_sessions(user_id), &hash)
             .expire(keys::user_sessions(user_id), ttl as i64)
-            .zadd(SESSIONS_BY_EXPIRY, &hash, expires.timestamp())
+            .zadd(keys::SESSIONS_BY_EXPIRY, &hash, expires.timestamp())
             .ignore()
             .query_async(&mut con),
     )
@@ -146,7 +145,7 @@ pub async fn end_session(state: &State, user_id: i64, session_id: &str) -> ApiRe
     if owned {
         end.del(&key)
             .ignore()
-            .zrem(SESSIONS_BY_EXPIRY, session_id)
+            .zrem(keys::SESSIONS_BY_EXPIRY, session_id)
             .ignore();
     }
     let _: () = store_op(Store::Redis, "end_session", end.query_async(&mut con)).await?;
@@ -198,7 +197,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ignore()
                 .expire(keys::user_sessions(data.user_id), ttl as i64)
                 .ignore()
-                .zadd(SESSIONS_BY_EXPIRY, &hash, expires)
+                .zadd(keys::SESSIONS_BY_EXPIRY, &hash, expires)
                 .ignore()
                 .query_async(&mut con),
         )

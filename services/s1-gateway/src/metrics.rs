@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polystream_common::metrics::Metrics;
+use polystream_stores::keys::SESSIONS_BY_EXPIRY;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -81,11 +82,6 @@ impl S1Metrics {
             .inc();
     }
 }
-
-/// Sessions by expiry time (epoch seconds): one ZSET shared by every S1
-/// replica, so counting live sessions is one `ZCOUNT` — no key scans, and
-/// the same answer from every replica.
-pub const SESSIONS_BY_EXPIRY: &str = "sessions:by-expiry";
 
 /// How often the active-sessions gauge is refreshed.
 pub const SESSIONS_REFRESH: Duration = Duration::from_secs(10);

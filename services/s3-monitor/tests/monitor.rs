@@ -3,14 +3,16 @@
 //! starts S3 in-process on an ephemeral port.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use polystream_common::config::{StoreEndpoints, Topics};
+use polystream_common::config::StoreEndpoints;
 use polystream_common::events::Envelope;
-use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
+use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
 use polystream_smoke_tests::metrics_text::{OPENMETRICS_ACCEPT, exemplar_lines, sample};
 use polystream_smoke_tests::{env_or, unique, unreachable};
@@ -54,11 +56,6 @@ impl Fixture {
             unreachable("OpenSearch", "opensearch", &opensearch, e);
         }
         let id = unique("s3t");
-        let topics = Topics {
-            user_events: format!("{id}-user"),
-            response_events: format!("{id}-response"),
-            dead_letter: format!("{id}-dlq"),
-        };
         let producer = producer(&brokers, "s3-test", DEFAULT_DELIVERY_TIMEOUT).unwrap();
         if let Err(e) = producer
             .client()
@@ -66,17 +63,7 @@ impl Fixture {
         {
             unreachable("Apache Kafka", "kafka", &brokers, e);
         }
-        ensure_topics(
-            &brokers,
-            &[
-                (&topics.user_events, 3),
-                (&topics.response_events, 3),
-                (&topics.dead_letter, 1),
-            ],
-            1,
-        )
-        .await
-        .unwrap();
+        let topics = support::unique_topics(&brokers, &id, (3, 3)).await;
         let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
         let config = Config {
             kafka_bootstrap_servers: brokers,

@@ -4,12 +4,14 @@
 //! outage (cargo runs test binaries one after another).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use polystream_common::config::{TopicLayout, Topics};
+use polystream_common::config::TopicLayout;
 use polystream_common::events::Envelope;
-use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
+use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
 use polystream_smoke_tests::{endpoints, unique, unreachable};
 use serde_json::{Value, json};
@@ -56,23 +58,8 @@ async fn opensearch_stopped_and_restarted_mid_run_loses_nothing() {
         unreachable("OpenSearch", "opensearch", &os, e);
     }
     let id = unique("s3-outage");
-    let topics = Topics {
-        user_events: format!("{id}-user"),
-        response_events: format!("{id}-response"),
-        dead_letter: format!("{id}-dlq"),
-    };
     let brokers = ep.kafka_bootstrap_servers.clone();
-    ensure_topics(
-        &brokers,
-        &[
-            (&topics.user_events, 3),
-            (&topics.response_events, 3),
-            (&topics.dead_letter, 1),
-        ],
-        1,
-    )
-    .await
-    .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", &brokers, e));
+    let topics = support::unique_topics(&brokers, &id, (3, 3)).await;
     let monitor = Monitor::start(Config {
         kafka_bootstrap_servers: brokers.clone(),
         opensearch_url: Some(os.clone()),

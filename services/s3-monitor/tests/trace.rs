@@ -6,12 +6,14 @@
 //! to Jaeger.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TraceContextExt;
-use polystream_common::config::{StoreEndpoints, TopicLayout, Topics};
+use polystream_common::config::{StoreEndpoints, TopicLayout};
 use polystream_common::events::Envelope;
-use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, ensure_topics, producer, publish};
+use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
 use polystream_smoke_tests::jaeger::{Jaeger, Span, consumer_of_send};
 use polystream_smoke_tests::{env_or, unique, unreachable};
@@ -37,22 +39,7 @@ async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span
 
     let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
     let id = unique("s3-trace");
-    let topics = Topics {
-        user_events: format!("{id}-user"),
-        response_events: format!("{id}-response"),
-        dead_letter: format!("{id}-dlq"),
-    };
-    ensure_topics(
-        &brokers,
-        &[
-            (&topics.user_events, 1),
-            (&topics.response_events, 1),
-            (&topics.dead_letter, 1),
-        ],
-        1,
-    )
-    .await
-    .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", &brokers, e));
+    let topics = support::unique_topics(&brokers, &id, (1, 1)).await;
     let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
     let monitor = Monitor::start(Config {
         kafka_bootstrap_servers: brokers.clone(),

@@ -14,6 +14,11 @@ pub fn user_sessions(user_id: i64) -> String {
     format!("user-sessions:{user_id}")
 }
 
+/// Every live session's token hash scored by its expiry (epoch seconds): one
+/// ZSET shared by every S1 replica, so counting live sessions is one `ZCARD`
+/// after dropping the expired — no key scans. Owner: S1.
+pub const SESSIONS_BY_EXPIRY: &str = "sessions:by-expiry";
+
 /// Cached title JSON (cache-aside by S1, invalidated by S2 on change).
 pub fn title_cache(title_id: i64) -> String {
     format!("cache:title:{title_id}")
