@@ -63,6 +63,20 @@ operator_addr() { echo "http://127.0.0.1:$OPERATOR_PORT"; }
 operator_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$OPERATOR_PORT/ready"; }
 operator_START_TIMEOUT=120
 
+# crd_established KUBECTL NAME SECONDS: waits for the CRD's Established
+# condition. `kubectl wait` cannot be used: on a brand-new CRD it fails at once
+# while `.status.conditions` is still absent (seen on every first `./dev up`).
+crd_established() {
+  local kubectl=$1 crd=$2 deadline=$((SECONDS + $3)) state
+  while ((SECONDS < deadline)); do
+    state=$("$kubectl" get crd "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) || state=''
+    [[ $state == True ]] && return 0
+    sleep 0.5
+  done
+  echo "CRD $crd not Established after $3 s" >&2
+  return 1
+}
+
 operator_start() {
   svc_build || return 1
   [[ -f $PS_STATE/env ]] || { warn "operator needs the local servers' settings: run ./dev up"; return 1; }
@@ -74,7 +88,7 @@ operator_start() {
     export KUBECONFIG
     KUBECONFIG=$(kube_kubeconfig)
     "$kubectl" apply --server-side -f "$PS_ROOT/crds/" &&
-      "$kubectl" wait --for condition=Established --timeout=60s crd/streamingplatforms.polystream.dev &&
+      crd_established "$kubectl" streamingplatforms.polystream.dev 60 &&
       "$kubectl" create namespace "$OPERATOR_NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - &&
       "$kubectl" -n "$OPERATOR_NAMESPACE" apply \
         -f "$PS_ROOT/k8s/samples/secrets.yaml" -f "$PS_ROOT/k8s/samples/streamingplatform.yaml"

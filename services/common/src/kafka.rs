@@ -1,7 +1,7 @@
 //! Kafka plumbing shared by the services: client settings that make a send
 //! durable, publishing an envelope with its headers and trace context,
-//! consumer process spans that continue the sender's trace, consumer lag from
-//! librdkafka statistics, and topic creation.
+//! consumer process spans that continue the sender's trace, and topic
+//! creation.
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -354,125 +354,19 @@ fn header_of<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a s
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
-/// A consumer that, besides [`consumer`]'s settings, reports librdkafka
-/// statistics every `STATS_INTERVAL` into `polystream_kafka_consumer_lag`.
+/// The consumer context of the services' group consumers. Lag and stalls are
+/// sampled from the broker by [`crate::progress`], not from librdkafka's
+/// statistics (those only cover partitions this client is fetching).
+pub type LagContext = rdkafka::consumer::DefaultConsumerContext;
+
+/// A group consumer with [`consumer`]'s settings; pair it with
+/// [`crate::progress::poll`] for lag and stall reports.
 pub fn consumer_with_lag(
     bootstrap: &str,
     group: &str,
     client_id: &str,
 ) -> Result<StreamConsumer<LagContext>, KafkaError> {
-    consumer_config(bootstrap, group, client_id)
-        .set(
-            "statistics.interval.ms",
-            STATS_INTERVAL.as_millis().to_string(),
-        )
-        .create_with_context(LagContext::new(group))
-}
-
-/// How often librdkafka reports statistics (and so the lag is refreshed).
-pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Client context turning librdkafka statistics into the lag gauge.
-pub struct LagContext {
-    group: String,
-    reported: std::sync::Mutex<Vec<crate::metrics::LagLabels>>,
-}
-
-impl LagContext {
-    pub fn new(group: &str) -> Self {
-        Self {
-            group: group.to_owned(),
-            reported: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Sets the gauge for every partition in `stats` and removes partitions
-    /// no longer assigned (so a rebalance does not leave stale series).
-    pub fn apply(&self, stats: &[u8]) {
-        let lags = match parse_lag(stats) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(error = %e, "unreadable librdkafka statistics");
-                return;
-            }
-        };
-        let family = &crate::metrics::shared().consumer_lag;
-        let now: Vec<crate::metrics::LagLabels> = lags
-            .iter()
-            .map(|l| {
-                let labels = crate::metrics::LagLabels {
-                    messaging_destination_name: l.topic.clone(),
-                    messaging_destination_partition_id: l.partition.to_string(),
-                    messaging_consumer_group_name: self.group.clone(),
-                };
-                family.get_or_create(&labels).set(l.lag);
-                labels
-            })
-            .collect();
-        if let Ok(mut reported) = self.reported.lock() {
-            for old in reported.iter().filter(|o| !now.contains(o)) {
-                family.remove(old);
-            }
-            *reported = now;
-        }
-    }
-}
-
-impl ClientContext for LagContext {
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.apply(statistics);
-    }
-}
-
-impl ConsumerContext for LagContext {}
-
-/// One assigned partition's lag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    pub lag: i64,
-}
-
-/// The consumer lag per partition in a librdkafka statistics document
-/// (`topics.*.partitions.*.consumer_lag`). Skips the internal partition -1
-/// and partitions whose lag is not known yet (-1).
-pub fn parse_lag(stats: &[u8]) -> Result<Vec<PartitionLag>, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct Stats {
-        #[serde(default)]
-        topics: std::collections::BTreeMap<String, Topic>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Topic {
-        topic: String,
-        #[serde(default)]
-        partitions: std::collections::BTreeMap<String, Partition>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Partition {
-        partition: i32,
-        #[serde(default = "unknown")]
-        consumer_lag: i64,
-    }
-    fn unknown() -> i64 {
-        -1
-    }
-    let stats: Stats = serde_json::from_slice(stats)?;
-    let mut out = Vec::new();
-    for t in stats.topics.into_values() {
-        for p in t.partitions.into_values() {
-            if p.partition >= 0 && p.consumer_lag >= 0 {
-                out.push(PartitionLag {
-                    topic: t.topic.clone(),
-                    partition: p.partition,
-                    lag: p.consumer_lag,
-                });
-            }
-        }
-    }
-    out.sort_by_key(|l| (l.topic.clone(), l.partition));
-    Ok(out)
+    consumer_config(bootstrap, group, client_id).create_with_context(LagContext::default())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -661,57 +555,6 @@ mod tests {
         let cx = span.context();
         let own = cx.span().span_context().span_id();
         assert_ne!(own, SpanId::from_hex("b7ad6b7169203331").unwrap());
-    }
-
-    #[test]
-    fn lag_is_read_per_assigned_partition() {
-        let stats = br#"{
-            "name": "c#consumer-1", "type": "consumer",
-            "topics": {
-                "user_events": {"topic": "user_events", "partitions": {
-                    "0": {"partition": 0, "consumer_lag": 12, "desired": true},
-                    "1": {"partition": 1, "consumer_lag": -1},
-                    "-1": {"partition": -1, "consumer_lag": -1}
-                }},
-                "response_events": {"topic": "response_events", "partitions": {
-                    "3": {"partition": 3, "consumer_lag": 0}
-                }}
-            }
-        }"#;
-        assert_eq!(
-            parse_lag(stats).unwrap(),
-            vec![
-                PartitionLag {
-                    topic: "response_events".into(),
-                    partition: 3,
-                    lag: 0
-                },
-                PartitionLag {
-                    topic: "user_events".into(),
-                    partition: 0,
-                    lag: 12
-                },
-            ]
-        );
-        assert_eq!(parse_lag(br#"{"name": "p"}"#).unwrap(), vec![]);
-        assert!(parse_lag(b"not json").is_err());
-    }
-
-    #[test]
-    fn lag_series_of_revoked_partitions_disappear() {
-        let group = format!("lag-test-{}", uuid::Uuid::new_v4());
-        let ctx = LagContext::new(&group);
-        let labels = |p: &str| crate::metrics::LagLabels {
-            messaging_destination_name: "t".into(),
-            messaging_destination_partition_id: p.into(),
-            messaging_consumer_group_name: group.clone(),
-        };
-        ctx.apply(br#"{"topics": {"t": {"topic": "t", "partitions": {"0": {"partition": 0, "consumer_lag": 5}, "1": {"partition": 1, "consumer_lag": 7}}}}}"#);
-        let family = &crate::metrics::shared().consumer_lag;
-        assert_eq!(family.get_or_create(&labels("1")).get(), 7);
-        ctx.apply(br#"{"topics": {"t": {"topic": "t", "partitions": {"0": {"partition": 0, "consumer_lag": 2}}}}}"#);
-        assert_eq!(family.get_or_create(&labels("0")).get(), 2);
-        assert!(family.get(&labels("1")).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`status`]: a command's status in Redis, with waiting;
 //! - [`health`]: `/health` and `/ready`;
 //! - [`problem`]: RFC 9457 error responses;
+//! - [`progress`]: a consumer group's real lag per partition, and stalls;
 //! - [`telemetry`]: start-up of JSON logs and OTLP traces (`OTEL_*`), correlation ids.
 
 pub mod config;
@@ -21,5 +22,6 @@ pub mod instrument;
 pub mod kafka;
 pub mod metrics;
 pub mod problem;
+pub mod progress;
 pub mod status;
 pub mod telemetry;

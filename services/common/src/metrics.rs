@@ -147,6 +147,8 @@ pub struct Shared {
     pub consumed_messages: Family<ConsumedLabels, Counter>,
     pub process_duration: LatencyFamily<ProcessLabels>,
     pub consumer_lag: Family<LagLabels, Gauge>,
+    /// 1 while a partition is stalled (see [`crate::progress`]).
+    pub partition_stalled: Family<LagLabels, Gauge>,
     pub store_duration: LatencyFamily<StoreLabels>,
 }
 
@@ -157,6 +159,7 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
     consumed_messages: Family::default(),
     process_duration: latency_family(),
     consumer_lag: Family::default(),
+    partition_stalled: Family::default(),
     store_duration: latency_family(),
 });
 
@@ -273,7 +276,7 @@ impl Metrics {
     }
 
     /// Adds the Kafka consumer families ([`record_consumed`],
-    /// [`record_process`], and the lag from [`crate::kafka::LagContext`]).
+    /// [`record_process`], and the lag and stalls from [`crate::progress`]).
     pub fn with_consumer(mut self) -> Self {
         self.registry.register(
             "messaging_client_consumed_messages",
@@ -288,8 +291,13 @@ impl Metrics {
         );
         self.registry.register(
             "polystream_kafka_consumer_lag",
-            "Messages behind the partition's end, per partition (librdkafka statistics)",
+            "Records between the group's committed offset and the partition's end, per partition",
             shared().consumer_lag.clone(),
+        );
+        self.registry.register(
+            "polystream_kafka_partition_stalled",
+            "1 while a partition has lag and its committed offset has not moved for the stall window",
+            shared().partition_stalled.clone(),
         );
         self
     }

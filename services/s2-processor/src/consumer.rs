@@ -9,14 +9,16 @@
 //!
 //! Rebalances: when a partition is revoked its worker is told to stop, the
 //! callback waits (bounded) for the event in flight to finish and commits, so
-//! the next owner starts right after it instead of racing it.
+//! the next owner starts right after it instead of racing it. A partition
+//! that is assigned is always resumed: librdkafka keeps an application pause
+//! across a revoke and re-assign of the same partition, so one paused for
+//! backlog before a broker restart would otherwise never fetch again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use polystream_common::kafka::{LagContext, STATS_INTERVAL};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -45,21 +47,18 @@ pub struct Lane {
     stop: AtomicBool,
     busy: AtomicBool,
     backlog: AtomicUsize,
+    /// Fetching paused for backlog. Per lane, so a re-assigned partition
+    /// (a new lane, resumed on assignment) never inherits a stale pause.
+    paused: AtomicBool,
 }
 
 type Lanes = Arc<Mutex<HashMap<PartitionKey, Arc<Lane>>>>;
 
 pub struct Context {
     lanes: Lanes,
-    /// Turns librdkafka's statistics into `polystream_kafka_consumer_lag`.
-    lag: LagContext,
 }
 
-impl ClientContext for Context {
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.lag.apply(statistics);
-    }
-}
+impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -94,8 +93,12 @@ impl ConsumerContext for Context {
         tracing::info!(partitions = ?names(tpl), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // A pause for backlog belongs to the assignment that set it.
+            if let Err(e) = base.resume(tpl) {
+                tracing::warn!(error = %e, "resuming newly assigned partitions failed");
+            }
             tracing::info!(partitions = ?names(tpl), "partitions assigned");
         }
     }
@@ -132,13 +135,8 @@ pub fn create(bootstrap: &str, group: &str) -> KafkaResult<(Arc<ProcessorConsume
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
-        .set(
-            "statistics.interval.ms",
-            STATS_INTERVAL.as_millis().to_string(),
-        )
         .create_with_context(Context {
             lanes: lanes.clone(),
-            lag: LagContext::new(group),
         })?;
     Ok((Arc::new(consumer), lanes))
 }
@@ -171,7 +169,6 @@ pub async fn run(
     let mut workers: HashMap<PartitionKey, (Arc<Lane>, mpsc::UnboundedSender<Incoming>)> =
         HashMap::new();
     let mut tasks = JoinSet::new();
-    let mut paused: HashSet<PartitionKey> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let stop = stopped(shutdown);
     tokio::pin!(stop);
@@ -181,16 +178,14 @@ pub async fn run(
             () = &mut stop => break,
             _ = tick.tick() => {
                 workers.retain(|_, (lane, _)| !lane.stop.load(Ordering::SeqCst));
-                paused.retain(|k| {
-                    let Some((lane, _)) = workers.get(k) else { return false };
-                    if lane.backlog.load(Ordering::SeqCst) > BACKLOG_LOW {
-                        return true;
-                    }
-                    if let Err(e) = consumer.resume(&one(&k.0, k.1)) {
+                for (k, (lane, _)) in &workers {
+                    if lane.backlog.load(Ordering::SeqCst) <= BACKLOG_LOW
+                        && lane.paused.swap(false, Ordering::SeqCst)
+                        && let Err(e) = consumer.resume(&one(&k.0, k.1))
+                    {
                         tracing::warn!(error = %e, "resuming a partition failed");
                     }
-                    false
-                });
+                }
                 while tasks.try_join_next().is_some() {}
             }
             received = consumer.recv() => {
@@ -226,7 +221,7 @@ pub async fn run(
                     lane.backlog.fetch_sub(1, Ordering::SeqCst);
                 }
                 if backlog > BACKLOG_HIGH
-                    && paused.insert(key.clone())
+                    && !lane.paused.swap(true, Ordering::SeqCst)
                     && let Err(e) = consumer.pause(&one(&key.0, key.1))
                 {
                     tracing::warn!(error = %e, "pausing a partition failed");

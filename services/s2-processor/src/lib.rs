@@ -31,6 +31,7 @@ use polystream_common::config::{
     ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics,
 };
 use polystream_common::health::{self, Check};
+use polystream_common::progress::Progress;
 use polystream_common::status::StatusStore;
 use polystream_stores::{mongo, pg};
 use rdkafka::consumer::Consumer;
@@ -55,6 +56,8 @@ pub struct Config {
     pub layout: TopicLayout,
     /// `SOURCE`: CloudEvents `source` of the outcomes.
     pub source: String,
+    /// `STALL_AFTER_SECONDS`: when a partition with lag and no progress counts as stalled.
+    pub stall_after: Duration,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
         let layout = TopicLayout::read(r);
         let source = r.string("SOURCE", "/polystream/s2-processor");
+        let stall_after = polystream_common::progress::read_stall_after(r);
         Self {
             stores,
             topics,
@@ -76,6 +80,7 @@ impl Config {
             group_id,
             layout,
             source,
+            stall_after,
         }
     }
 
@@ -185,7 +190,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let mut app = router(stores, producer);
+    let progress = Progress::new(&config.group_id, config.stall_after);
+    let mut app = router(stores, producer, &progress);
     let (metrics_addr, metrics_task) = match config.metrics_addr {
         // Its own listener: /metrics is then not on HTTP_ADDR.
         Some(addr) => {
@@ -213,6 +219,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    tokio::spawn(polystream_common::progress::poll(
+        progress,
+        ep.kafka_bootstrap_servers.clone(),
+        vec![t.user_events.clone()],
+        shutdown_rx.clone(),
+    ));
     let consumer = tokio::spawn(consumer::run(pipeline, consumer, lanes, shutdown_rx));
     tracing::info!(%http_addr, topic = %t.user_events, group = %config.group_id, "processor started");
     Ok(Running {
@@ -251,7 +263,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
 }
 
-fn router(stores: Stores, producer: rdkafka::producer::FutureProducer) -> Router {
+fn router(
+    stores: Stores,
+    producer: rdkafka::producer::FutureProducer,
+    progress: &Arc<Progress>,
+) -> Router {
     let s = stores.clone();
     let pg_check = Check::new("postgresql", move || {
         let pool = s.pg.clone();
@@ -275,7 +291,13 @@ fn router(stores: Stores, producer: rdkafka::producer::FutureProducer) -> Router
     });
     let redis_check = Check::redis(stores.redis.clone());
     let kafka_check = Check::kafka(producer);
-    health::router(vec![pg_check, mongo_check, redis_check, kafka_check])
+    health::router(vec![
+        pg_check,
+        mongo_check,
+        redis_check,
+        kafka_check,
+        progress.check(),
+    ])
 }
 
 /// A URL without its password, for error messages.
