@@ -12,6 +12,8 @@ HELM_KUBE_MINOR=37
 helm_version() { echo "$HELM_VERSION"; }
 helm_installed() { pkg_installed helm "$HELM_VERSION"; }
 helm_addr() { printf '%s/bin/helm' "$(pkg_dir helm "$HELM_VERSION")"; }
+# The chart tests and scripts/gen-manifests.sh run this helm.
+helm_env() { echo "HELM=$(helm_addr)"; }
 
 helm_install() {
   local dir log flags='-s -w' p

@@ -63,7 +63,8 @@ impl std::fmt::Display for Stall {
             self.topic,
             self.partition,
             self.lag,
-            self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )
     }
 }
@@ -305,7 +306,10 @@ mod tests {
             (d, r.finish().map_err(|e| e.to_string()))
         };
         assert_eq!(read(&[]).0, Duration::from_secs(120));
-        assert_eq!(read(&[("STALL_AFTER_SECONDS", "30")]).0, Duration::from_secs(30));
+        assert_eq!(
+            read(&[("STALL_AFTER_SECONDS", "30")]).0,
+            Duration::from_secs(30)
+        );
         for bad in ["0", "soon"] {
             let err = read(&[("STALL_AFTER_SECONDS", bad)]).1.unwrap_err();
             assert!(err.contains("STALL_AFTER_SECONDS"), "{err}");

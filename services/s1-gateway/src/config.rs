@@ -48,7 +48,11 @@ impl Config {
         let session_ttl = Duration::from_secs(positive(r, "SESSION_TTL_SECONDS", 3600));
         let status_wait_max = r.parse("STATUS_WAIT_MAX_SECONDS", 30u64);
         let kafka_ack_timeout = Duration::from_secs(positive(r, "KAFKA_ACK_TIMEOUT_SECONDS", 5));
-        let title_cache_ttl = Duration::from_secs(positive(r, "TITLE_CACHE_TTL_SECONDS", 300));
+        let title_cache_ttl = Duration::from_secs(positive(
+            r,
+            "TITLE_CACHE_TTL_SECONDS",
+            polystream_stores::cache::TITLE_TTL.as_secs(),
+        ));
         let max_body_bytes = r.parse("MAX_BODY_BYTES", 64 * 1024usize);
         let max_asset_bytes = r.parse("MAX_ASSET_BYTES", 200 * 1024 * 1024u64);
         let email = r.string("ADMIN_EMAIL", "");

@@ -1,8 +1,19 @@
 //! The one error type handlers return; every variant answers problem+json.
+//!
+//! A store error is classified by `polystream_stores::fault`, the same rule
+//! S2 retries by: a transient fault (the store is down, restarting, out of
+//! connections) is an outage — 503 with `Retry-After`; a permanent one (the
+//! store rejects the request: a data exception, a missing table, unreadable
+//! data) is a bug — 500, never 503.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use polystream_common::problem::{InvalidParam, Problem};
+use polystream_stores::fault::{Fault, mongo_fault, pg_fault, redis_fault};
+
+/// Seconds a client is told to wait after a 503: long enough for a store
+/// restart or failover to finish, short enough not to lose the user.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// A handler failure. Client mistakes carry their own [`Problem`]; store
 /// failures are logged here and answered without internals.
@@ -54,27 +65,46 @@ impl From<Problem> for ApiError {
     }
 }
 
+impl From<Fault> for ApiError {
+    fn from(f: Fault) -> Self {
+        if f.is_transient() {
+            Self::unavailable(f.store, &f.message)
+        } else {
+            tracing::error!(store = f.store, error = %f.message, "the store rejected the request");
+            Self(Box::new(Problem::internal()))
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::unavailable("postgresql", e)
+        pg_fault(e).into()
     }
 }
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
-        Self::unavailable("redis", e)
+        redis_fault(e).into()
     }
 }
 
 impl From<mongodb::error::Error> for ApiError {
     fn from(e: mongodb::error::Error) -> Self {
-        Self::unavailable("mongodb", e)
+        mongo_fault(e).into()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (*self.0).into_response()
+        let mut res = (*self.0).into_response();
+        // Every 503 is an outage a client should retry: say when.
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        res
     }
 }
 
@@ -105,4 +135,62 @@ pub async fn method_not_allowed(res: Response) -> Response {
         return out;
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+
+    fn answer(e: ApiError) -> (StatusCode, Option<String>, String) {
+        let res = e.into_response();
+        let retry = res
+            .headers()
+            .get(RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let ct = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        (res.status(), retry, ct)
+    }
+
+    #[test]
+    fn an_outage_is_503_with_retry_after() {
+        for e in [
+            ApiError::from(sqlx::Error::PoolTimedOut),
+            ApiError::from(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            )),
+            ApiError::from(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            ApiError::from(mongodb::error::Error::from(
+                mongodb::error::ErrorKind::from(std::io::ErrorKind::ConnectionRefused),
+            )),
+            ApiError::from(Fault::transient("postgresql", "SQLSTATE 57P01")),
+        ] {
+            let (status, retry, ct) = answer(e);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(retry.as_deref(), Some("5"));
+            assert_eq!(ct, "application/problem+json");
+        }
+    }
+
+    #[test]
+    fn a_bug_is_500_never_503() {
+        for e in [
+            ApiError::from(sqlx::Error::RowNotFound),
+            ApiError::from(sqlx::Error::ColumnNotFound("x".into())),
+            ApiError::from(redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "bad reply",
+            ))),
+            ApiError::from(mongodb::error::Error::custom("bad document")),
+            ApiError::from(Fault::permanent("postgresql", "SQLSTATE 22021")),
+        ] {
+            let (status, retry, ct) = answer(e);
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(retry, None);
+            assert_eq!(ct, "application/problem+json");
+        }
+    }
 }

@@ -6,7 +6,9 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use polystream_common::events::{Text, check_text};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -41,10 +43,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     }
 }
 
-/// Parses a JSON body, naming the offending field on failure.
+/// Parses a JSON body, naming the offending field on failure. No string in
+/// it may hold a control character other than newline or tab (a NUL never
+/// reaches a store); which fields take even those is the event contract's
+/// per-field rule, checked when the body becomes a command.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -52,6 +57,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let msg = inner.to_string();
         ApiError::field(field_name("body", &path, &msg), clean(&msg))
+    })?;
+    // Parsed again as a tree only to name the field; bodies here are small.
+    let tree: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::field("body", format!("not valid JSON: {e}")))?;
+    match control_in_json(&tree, "body") {
+        Some((field, reason)) => Err(ApiError::field(field, reason)),
+        None => Ok(parsed),
+    }
+}
+
+/// The first string (or key) in `v` holding a character no field may take:
+/// its path (`body.cast[2]`) and the reason.
+pub fn control_in_json(v: &Value, path: &str) -> Option<(String, String)> {
+    match v {
+        Value::String(s) => check_text(s, Text::MultiLine)
+            .err()
+            .map(|r| (path.to_owned(), r)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_in_json(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if let Err(r) = check_text(k, Text::SingleLine) {
+                return Some((path.to_owned(), format!("a key {r}")));
+            }
+            control_in_json(item, &format!("{path}.{k}"))
+        }),
+        _ => None,
+    }
+}
+
+/// The first query parameter (name or value) with a control character: query
+/// values are single-line text, and some reach a store unchanged.
+pub fn control_in_query(query: &str) -> Option<ApiError> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| {
+        if let Err(r) = check_text(&k, Text::SingleLine) {
+            return Some(ApiError::field("query", format!("a parameter name {r}")));
+        }
+        check_text(&v, Text::SingleLine)
+            .err()
+            .map(|r| ApiError::field(format!("query.{k}"), r))
     })
 }
 
@@ -80,6 +126,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some(e) = control_in_query(query) {
+        return Err(e);
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -96,6 +145,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         use axum::extract::path::ErrorKind;
+        // Path segments are single-line text; some are looked up in a store.
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            for (k, v) in raw.iter() {
+                check_text(v, Text::SingleLine)
+                    .map_err(|r| ApiError::field(format!("path.{k}"), r))?;
+            }
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ValidPath(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => Err(match e.kind() {
@@ -234,5 +290,38 @@ mod tests {
         assert_eq!(invalid_name(parse_json(br#"{"name":"#)), "body");
         assert_eq!(invalid_name(parse_query("name=a&stars=900")), "query.stars");
         assert_eq!(invalid_name(parse_query("name=a&stars=1&zz=1")), "query.zz");
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_field() {
+        let r = parse_json::<Dto>(br#"{"name":"Bad\u0000Name","stars":1}"#);
+        let p = &r.unwrap_err().0.invalid_params[0];
+        assert_eq!(p.name, "body.name");
+        assert_eq!(
+            p.reason,
+            "must not contain control characters (found U+0000)"
+        );
+        assert_eq!(
+            invalid_name(parse_query("name=a%00b&stars=1")),
+            "query.name"
+        );
+        assert_eq!(
+            invalid_name(parse_query("name=a%0Ab&stars=1")),
+            "query.name"
+        );
+        // A body string may span lines; the contract decides per field.
+        assert!(parse_json::<Dto>(br#"{"name":"a\nb","stars":1}"#).is_ok());
+        let tree = serde_json::json!({"a": [{"b": "ok"}, {"b": "x\u{1b}"}]});
+        assert_eq!(
+            control_in_json(&tree, "body").map(|(f, _)| f).as_deref(),
+            Some("body.a[1].b")
+        );
+        // DEL and C1 controls are valid unescaped JSON, and still refused.
+        assert_eq!(
+            invalid_name(parse_json::<Dto>(
+                "{\"name\":\"a\u{85}\",\"stars\":1}".as_bytes()
+            )),
+            "body.name"
+        );
     }
 }

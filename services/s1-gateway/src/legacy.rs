@@ -151,7 +151,15 @@ pub async fn criar_usuario(
         password: q.senha.unwrap_or_else(crate::auth::new_token),
         cpf: Some(cpf),
     };
-    accounts::register(&state, u, false, STATUS).await.map(ok)
+    let fields = [
+        ("name", "query.nome"),
+        ("email", "query.email"),
+        ("cpf", "query.cpf"),
+        ("password_hash", "query.senha"),
+    ];
+    accounts::register(&state, u, false, STATUS, &fields)
+        .await
+        .map(ok)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

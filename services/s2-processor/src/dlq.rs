@@ -1,5 +1,5 @@
 //! Dead letters: events that can never be processed (undecodable, unknown
-//! type, invalid payload) are copied byte for byte to the dead-letter topic
+//! type, invalid payload, or data a store rejected every time) are copied byte for byte to the dead-letter topic
 //! with why and where from in headers, so they can be inspected and replayed.
 
 use polystream_common::events::headers;
@@ -19,15 +19,19 @@ pub enum Reason {
     UnknownType,
     /// A known type whose `data` does not decode or breaks the contract's rules.
     InvalidData,
+    /// A valid command a store rejected permanently (a data exception, an
+    /// unexpected constraint) on every attempt; it failed with `store_rejected`.
+    StoreRejected,
 }
 
 impl Reason {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::EmptyPayload,
         Self::NotAnEnvelope,
         Self::UnsupportedEnvelope,
         Self::UnknownType,
         Self::InvalidData,
+        Self::StoreRejected,
     ];
 
     /// The `reason` label of `polystream_dead_lettered_events_total`.
@@ -38,6 +42,7 @@ impl Reason {
             Self::UnsupportedEnvelope => "unsupported_envelope",
             Self::UnknownType => "unknown_type",
             Self::InvalidData => "invalid_data",
+            Self::StoreRejected => "store_rejected",
         }
     }
 }

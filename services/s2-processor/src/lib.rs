@@ -4,12 +4,14 @@
 //! in the command's Redis status.
 //!
 //! - [`consumer`]: the consumer group, one ordered worker per partition;
-//! - [`pipeline`]: one event from decoding to outcome, retrying store faults;
-//! - [`handlers`]: one handler per command, and the processed-event ledger;
+//! - [`pipeline`]: one event from decoding to outcome, retrying store faults
+//!   (transient ones without bound, permanent ones a bounded number of times);
+//! - [`handlers`]: one dispatch over the commands, handlers grouped by store
+//!   area, and the processed-event ledger;
 //! - [`recommend`]: recommendation scoring (pure);
 //! - [`dlq`]: dead-letter headers and reasons (pure);
 //! - [`metrics`]: the Prometheus registry and S2's own metrics;
-//! - [`errors`]: which store errors are business rules, which are transient.
+//! - [`errors`]: the retry policy over faults classified by `polystream_stores::fault`.
 
 pub mod consumer;
 pub mod dlq;
@@ -56,6 +58,12 @@ pub struct Config {
     pub layout: TopicLayout,
     /// `SOURCE`: CloudEvents `source` of the outcomes.
     pub source: String,
+    /// `PERMANENT_FAULT_ATTEMPTS`: attempts of a command a store rejects
+    /// permanently before it fails (`store_rejected`) and is dead-lettered.
+    pub permanent_attempts: u32,
+    /// `TITLE_CACHE_TTL_SECONDS`: lifetime of a title cached on a warm
+    /// request — the same setting and default as S1's cache fill.
+    pub title_cache_ttl: Duration,
     /// `STALL_AFTER_SECONDS`: when a partition with lag and no progress counts as stalled.
     pub stall_after: Duration,
 }
@@ -71,6 +79,13 @@ impl Config {
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
         let layout = TopicLayout::read(r);
         let source = r.string("SOURCE", "/polystream/s2-processor");
+        let permanent_attempts =
+            at_least_one(r, "PERMANENT_FAULT_ATTEMPTS", errors::PERMANENT_ATTEMPTS);
+        let title_cache_ttl = Duration::from_secs(u64::from(at_least_one(
+            r,
+            "TITLE_CACHE_TTL_SECONDS",
+            u32::try_from(polystream_stores::cache::TITLE_TTL.as_secs()).unwrap_or(300),
+        )));
         let stall_after = polystream_common::progress::read_stall_after(r);
         Self {
             stores,
@@ -81,6 +96,8 @@ impl Config {
             layout,
             source,
             stall_after,
+            permanent_attempts,
+            title_cache_ttl,
         }
     }
 
@@ -89,6 +106,15 @@ impl Config {
         let c = Self::read(&mut r);
         r.finish().map(|()| c)
     }
+}
+
+fn at_least_one<S: Source>(r: &mut Reader<S>, var: &str, default: u32) -> u32 {
+    let v = r.parse(var, default);
+    if v == 0 {
+        r.invalid(var, "0", "must be at least 1");
+        return default;
+    }
+    v
 }
 
 /// A started processor.
@@ -173,6 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mongo: mongo_db,
         redis: redis_con.clone(),
         status: StatusStore::new(redis_client, redis_con),
+        title_cache_ttl: config.title_cache_ttl,
     };
     let (metrics, registry) = metrics::Metrics::new(&config.topics, &config.group_id);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -184,6 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown_rx.clone(),
         metrics,
         group: config.group_id.clone(),
+        permanent_attempts: config.permanent_attempts,
     });
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -329,6 +357,8 @@ mod tests {
         assert_eq!(c.source, "/polystream/s2-processor");
         assert_eq!(c.topics.user_events, "user_events");
         assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.permanent_attempts, 3);
+        assert_eq!(c.title_cache_ttl, Duration::from_secs(300));
         let mut r = Reader::new([("METRICS_ADDR", "0.0.0.0:9090")]);
         let c = Config::read(&mut r);
         r.finish().unwrap();
@@ -341,12 +371,17 @@ mod tests {
             ("KAFKA_PARTITIONS", "0"),
             ("HTTP_ADDR", "nowhere"),
             ("METRICS_ADDR", "9090"),
+            ("PERMANENT_FAULT_ATTEMPTS", "0"),
         ]);
         Config::read(&mut r);
         let text = r.finish().unwrap_err().to_string();
         assert!(text.contains("METRICS_ADDR=\"9090\" is invalid"), "{text}");
         assert!(text.contains("KAFKA_PARTITIONS=\"0\" is invalid"), "{text}");
         assert!(text.contains("HTTP_ADDR=\"nowhere\" is invalid"), "{text}");
+        assert!(
+            text.contains("PERMANENT_FAULT_ATTEMPTS=\"0\" is invalid"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! One event, start to finish: decode → (dead letter | dedup → handle →
-//! record) → publish the outcome → record the status. The caller stores the
-//! offset only when [`Pipeline::handle`] says the event is done.
+//! record) → publish the outcome → record the status. A command a store
+//! rejects permanently on every attempt fails (`store_rejected`, recorded in
+//! the ledger, published) and is dead-lettered. The caller stores the offset
+//! only when [`Pipeline::handle`] says the event is done.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +12,7 @@ use chrono::Utc;
 use opentelemetry::trace::TraceContextExt;
 use polystream_common::config::Topics;
 use polystream_common::events::{
-    Command, DecodeError, Envelope, Outcome, decode_envelope, headers as hdr,
+    Command, DecodeError, Envelope, FailureCode, Outcome, decode_envelope, headers as hdr,
 };
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::kafka::{self, PublishError};
@@ -25,10 +27,8 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::dlq::{self, Poison, Reason};
-use crate::errors::{Backoff, Fault, kafka_fault, redis_fault};
-use crate::handlers::{
-    Decision, Meta, Stores, apply_other, apply_pg, codes, is_pg_owned, ledger_get, ledger_record,
-};
+use crate::errors::{Fault, Next, RetryPolicy, kafka_fault, redis_fault};
+use crate::handlers::{self, Decision, Stores, ledger};
 use crate::metrics::{Metrics, bounded_event_type};
 
 /// A consumed record, owned so it can move to a partition's worker.
@@ -128,11 +128,25 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// The consumer group, a label of the consumer metrics.
     pub group: String,
+    /// `PERMANENT_FAULT_ATTEMPTS`: attempts of a command a store rejects
+    /// before it fails and is dead-lettered.
+    pub permanent_attempts: u32,
+}
+
+/// How a retried step ended.
+#[derive(Debug)]
+enum Attempt<T> {
+    Done(T),
+    /// A permanent fault, on every allowed attempt.
+    GaveUp(Fault),
+    /// Told to stop first.
+    Stopped,
 }
 
 impl Pipeline {
-    /// Handles one event until it is done (true), retrying faults forever;
-    /// false when told to stop first — then its offset must not be stored.
+    /// Handles one event until it is done (true): transient faults are
+    /// retried without bound, permanent ones fail the command after
+    /// `permanent_attempts`; false when told to stop first — then its offset must not be stored.
     /// Everything runs in the record's consumer span, so store calls and
     /// sends are its children and every log line carries its trace and
     /// correlation ids; the span's duration and outcome go to
@@ -164,8 +178,18 @@ impl Pipeline {
         match parse(m.payload.as_deref()) {
             Err(poison) => {
                 tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason = %poison.message, "dead-lettering an event that cannot be processed");
-                self.retry(stop, || self.dead_letter(m, &poison.message))
-                    .await?;
+                match self
+                    .retry(stop, || self.dead_letter(m, &poison.message))
+                    .await
+                {
+                    Attempt::Done(()) => {}
+                    Attempt::Stopped => return None,
+                    // Only the status write can be rejected (Kafka faults are
+                    // transient): the dead letter is out, move on.
+                    Attempt::GaveUp(fault) => {
+                        tracing::error!(%fault, "the dead letter's status could not be recorded");
+                    }
+                }
                 self.metrics.dead_lettered(poison.reason);
                 // A dead letter is a failed processing: it stands out in the trace.
                 m.span.record("otel.status_code", "ERROR");
@@ -181,32 +205,41 @@ impl Pipeline {
                     "messaging.message.conversation_id",
                     env.correlationid.to_string(),
                 );
-                let outcome = self.retry(stop, || self.process(m, &env, &cmd)).await?;
-                Some((cmd.event_type(), outcome))
+                match self.retry(stop, || self.process(m, &env, &cmd)).await {
+                    Attempt::Done(outcome) => Some((cmd.event_type(), outcome)),
+                    Attempt::Stopped => None,
+                    Attempt::GaveUp(fault) => {
+                        self.fail(m, &env, &cmd, &fault, stop).await?;
+                        Some((cmd.event_type(), "dead_lettered"))
+                    }
+                }
             }
         }
     }
 
-    async fn retry<T, F, Fut>(&self, stop: &AtomicBool, mut attempt: F) -> Option<T>
+    async fn retry<T, F, Fut>(&self, stop: &AtomicBool, mut attempt: F) -> Attempt<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fault>>,
     {
-        let mut backoff = Backoff::default();
+        let mut policy = RetryPolicy::new(self.permanent_attempts);
         let mut shutdown = self.shutdown.clone();
         loop {
             let fault = match attempt().await {
-                Ok(v) => return Some(v),
+                Ok(v) => return Attempt::Done(v),
                 Err(f) => f,
             };
-            let delay = backoff.next_delay();
-            if fault.transient {
+            let delay = match policy.after(&fault) {
+                Next::RetryIn(d) => d,
+                Next::GiveUp => return Attempt::GaveUp(fault),
+            };
+            if fault.is_transient() {
                 tracing::warn!(%fault, retry_in_ms = delay.as_millis() as u64, "store unavailable; the partition waits");
             } else {
-                tracing::error!(%fault, retry_in_ms = delay.as_millis() as u64, "unexpected store error; retrying, an operator may need to look");
+                tracing::error!(%fault, retry_in_ms = delay.as_millis() as u64, "the store rejected the command; retrying a bounded number of times");
             }
             if stop.load(Ordering::SeqCst) || *shutdown.borrow() {
-                return None;
+                return Attempt::Stopped;
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -215,12 +248,84 @@ impl Pipeline {
                 },
             }
             if stop.load(Ordering::SeqCst) || *shutdown.borrow() {
-                return None;
+                return Attempt::Stopped;
             }
         }
     }
 
-    fn outcome_envelope(&self, env: &Envelope<Value>, cmd: &Command, d: &Decision) -> Value {
+    /// A command a store rejected on every attempt: nothing of it was
+    /// committed (a PostgreSQL transaction rolls back; MongoDB/Redis effects
+    /// are idempotent upserts a replay would redo), so it fails with
+    /// `store_rejected`. The failed outcome goes into the ledger first, so a
+    /// redelivery republishes it instead of trying again; then its status,
+    /// its outcome on `response_events`, and the record to the dead-letter
+    /// topic (`dlq_reason` says why). `None` when told to stop first.
+    async fn fail(
+        &self,
+        m: &Incoming,
+        env: &Envelope<Value>,
+        cmd: &Command,
+        fault: &Fault,
+        stop: &AtomicBool,
+    ) -> Option<()> {
+        tracing::error!(%fault, event_id = %env.id, event_type = %env.event_type, "the store rejected the command on every attempt; failing it and dead-lettering the record");
+        let reason = format!("rejected by the store: {fault}");
+        let ours = self.outcome_envelope(
+            env,
+            cmd,
+            &Decision::failed(FailureCode::StoreRejected, reason.clone()),
+        );
+        let ours_value = serde_json::to_value(&ours).unwrap_or_default();
+        let recorded = match self
+            .retry(stop, || ledger::record(&self.stores.pg, env, &ours_value))
+            .await
+        {
+            Attempt::Done(v) => serde_json::from_value::<Envelope<Value>>(v)
+                .ok()
+                .filter(|o| status_of(o).is_some()),
+            Attempt::Stopped => return None,
+            Attempt::GaveUp(f) => {
+                tracing::error!(fault = %f, event_id = %env.id, "the failed outcome could not be recorded in the ledger");
+                None
+            }
+        };
+        // Whatever is on record wins (a replica may have finished it first).
+        let outcome = recorded.unwrap_or(ours);
+        match self
+            .retry(stop, || self.publish_outcome(m, cmd, &outcome))
+            .await
+        {
+            Attempt::Done(_) => {}
+            Attempt::Stopped => return None,
+            Attempt::GaveUp(f) => {
+                tracing::error!(fault = %f, event_id = %env.id, "the failed outcome could not be published");
+            }
+        }
+        let payload = m.payload.clone().unwrap_or_default();
+        let dlq_reason = format!("store_rejected: {fault}");
+        match self
+            .retry(stop, || async {
+                self.send_dead_letter(m, &dlq_reason, &payload)
+                    .await
+                    .map_err(kafka_fault)
+            })
+            .await
+        {
+            Attempt::Done(_) | Attempt::GaveUp(_) => {}
+            Attempt::Stopped => return None,
+        }
+        self.metrics.dead_lettered(Reason::StoreRejected);
+        m.span.record("otel.status_code", "ERROR");
+        m.span.record("error.type", Reason::StoreRejected.label());
+        Some(())
+    }
+
+    fn outcome_envelope(
+        &self,
+        env: &Envelope<Value>,
+        cmd: &Command,
+        d: &Decision,
+    ) -> Envelope<Value> {
         let outcome = match d {
             Decision::Completed(result) => {
                 Outcome::Completed(polystream_common::events::CommandCompleted {
@@ -233,19 +338,18 @@ impl Pipeline {
                 Outcome::Failed(polystream_common::events::CommandFailed {
                     command_id: env.id,
                     command_type: env.event_type.clone(),
-                    code: (*code).to_owned(),
+                    code: *code,
                     reason: reason.clone(),
                 })
             }
         };
-        let out = Envelope::new(
+        Envelope::new(
             &self.source,
             outcome.event_type(),
             Some(env.subject.clone().unwrap_or_else(|| cmd.subject())),
             env.correlationid,
             outcome.to_data(),
-        );
-        serde_json::to_value(out).unwrap_or_default()
+        )
     }
 
     /// Processes one command; its outcome label (`completed` or `failed`).
@@ -256,38 +360,52 @@ impl Pipeline {
         cmd: &Command,
     ) -> Result<&'static str, Fault> {
         let pg = &self.stores.pg;
-        let stored = match ledger_get(pg, env.id).await? {
+        let stored = match ledger::get(pg, env.id).await? {
             // Redelivered or replayed: change nothing, repeat the outcome.
             Some(stored) => {
                 tracing::info!(event_id = %env.id, "already processed; republishing its outcome");
                 stored
             }
             None => {
-                let outcome_of = |d: &Decision| self.outcome_envelope(env, cmd, d);
-                if is_pg_owned(cmd) {
-                    apply_pg(pg, env, cmd, outcome_of).await?
-                } else {
-                    let meta = Meta { time: env.time };
-                    let d = apply_other(&self.stores, meta, cmd).await?;
-                    ledger_record(pg, env, &outcome_of(&d)).await?
-                }
+                let outcome_of = |d: &Decision| {
+                    serde_json::to_value(self.outcome_envelope(env, cmd, d)).unwrap_or_default()
+                };
+                handlers::apply(&self.stores, env, cmd, outcome_of).await?
             }
         };
-        let outcome: Envelope<Value> = serde_json::from_value(stored).map_err(|e| Fault {
-            store: "postgresql",
-            message: format!("stored outcome of {} is unreadable: {e}", env.id),
-            transient: false,
+        let outcome: Envelope<Value> = serde_json::from_value(stored).map_err(|e| {
+            Fault::permanent(
+                "postgresql",
+                format!("stored outcome of {} is unreadable: {e}", env.id),
+            )
         })?;
+        let state = self.publish_outcome(m, cmd, &outcome).await?;
+        tracing::info!(event_id = %env.id, event_type = %env.event_type, outcome = %outcome.event_type, "processed");
+        Ok(match state {
+            State::Completed => "completed",
+            _ => "failed",
+        })
+    }
+
+    /// Records the command's status, then publishes its outcome on
+    /// `response_events` keyed like the command; the outcome's state.
+    async fn publish_outcome(
+        &self,
+        m: &Incoming,
+        cmd: &Command,
+        outcome: &Envelope<Value>,
+    ) -> Result<State, Fault> {
         let key = m
             .key
             .as_deref()
             .and_then(|k| std::str::from_utf8(k).ok())
             .map_or_else(|| cmd.subject(), str::to_owned);
         // Status first: whoever sees the outcome on Kafka can read it at once.
-        let status = status_of(&outcome).ok_or_else(|| Fault {
-            store: "postgresql",
-            message: format!("stored outcome of {} is not an outcome", env.id),
-            transient: false,
+        let status = status_of(outcome).ok_or_else(|| {
+            Fault::permanent(
+                "postgresql",
+                format!("stored outcome of {} is not an outcome", outcome.id),
+            )
         })?;
         self.record_status(&status).await?;
         // The send is a producer span under this event's span: its
@@ -301,16 +419,12 @@ impl Pipeline {
             &self.producer,
             &self.topics.response_events,
             &key,
-            &outcome,
+            outcome,
             &forward,
         )
         .await
         .map_err(kafka_fault)?;
-        tracing::info!(event_id = %env.id, event_type = %env.event_type, outcome = %outcome.event_type, "processed");
-        Ok(match status.state {
-            State::Completed => "completed",
-            _ => "failed",
-        })
+        Ok(status.state)
     }
 
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> Result<(), Fault> {
@@ -330,7 +444,7 @@ impl Pipeline {
                 state: State::Failed,
                 command_type: dlq::event_type(&payload).unwrap_or_else(|| "unknown".into()),
                 result: None,
-                code: Some(codes::INVALID_EVENT.into()),
+                code: Some(FailureCode::InvalidEvent.as_str().to_owned()),
                 reason: Some(reason.to_owned()),
                 updated_at: Utc::now(),
             };
@@ -391,7 +505,7 @@ pub fn status_of(outcome: &Envelope<Value>) -> Option<CommandStatus> {
             ..base(State::Completed, c.command_type)
         }),
         Outcome::Failed(f) => Some(CommandStatus {
-            code: Some(f.code),
+            code: Some(f.code.as_str().to_owned()),
             reason: Some(f.reason),
             ..base(State::Failed, f.command_type)
         }),
@@ -487,7 +601,7 @@ mod tests {
         let failed = Outcome::Failed(polystream_common::events::CommandFailed {
             command_id: id,
             command_type: "polystream.user.registered.v1".into(),
-            code: "duplicate_email".into(),
+            code: FailureCode::DuplicateEmail,
             reason: "taken".into(),
         });
         let env = Envelope::new("/s2", failed.event_type(), None, id, failed.to_data());

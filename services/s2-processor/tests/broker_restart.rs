@@ -4,6 +4,7 @@
 //! one after another, and no other test of this binary runs meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+#[allow(dead_code)] // the shared support, partly used here
 mod support;
 
 use std::path::PathBuf;

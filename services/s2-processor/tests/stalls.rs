@@ -4,6 +4,7 @@
 //! clear once it moves again. The lag gauge is the group's real lag.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+#[allow(dead_code)] // the shared support, partly used here
 mod support;
 
 use std::time::{Duration, Instant};

@@ -259,9 +259,10 @@ async fn unanswered(AxState(state): AxState<Arc<State>>) -> Response {
     .into_response()
 }
 
-/// Ready when Kafka answers and the spool is writable. OpenSearch is reported
-/// but not required: while it is down S3 still does its job (spooling), and
-/// taking it out of service would only stop consumption.
+/// Ready when Kafka answers and the spool is writable and not full. OpenSearch
+/// is reported but not required: while it is down S3 still does its job
+/// (spooling), and taking it out of service would only stop consumption. A
+/// full spool does stop consumption, so it is not ready then, and says why.
 async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
     let consumer = state.consumer.clone();
     let spool = state.spool.clone();
@@ -284,12 +285,14 @@ async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
             let spool = spool.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
+                    spool_full_reason(spool.is_full(), spool.usage()).map_or(Ok(()), Err)?;
                     spool.check_writable().map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|e| e.to_string())?
             }
         }),
+        state.progress.check(),
     ];
     let r = evaluate(&checks, Duration::from_secs(2)).await;
     let segments = state.spool.segments().map(|s| s.len()).unwrap_or_default();
@@ -304,7 +307,23 @@ async fn ready(AxState(state): AxState<Arc<State>>) -> Response {
         "available": state.indexer.is_available(),
         "spooled_segments": segments,
     });
+    let (bytes, max_bytes) = state.spool.usage();
+    body["spool"] = json!({
+        "bytes": bytes,
+        "max_bytes": max_bytes,
+        "full": state.spool.is_full(),
+    });
     (code, Json(body)).into_response()
+}
+
+/// The readiness reason while a batch waits for spool room, else `None`.
+pub fn spool_full_reason(full: bool, (bytes, max_bytes): (u64, u64)) -> Option<String> {
+    full.then(|| {
+        format!(
+            "the spool is full ({bytes} of SPOOL_MAX_BYTES={max_bytes} bytes): consuming and \
+             committing are paused until OpenSearch takes the spooled events"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -318,6 +337,13 @@ mod tests {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_full_spool_names_its_size_and_bound() {
+        assert_eq!(spool_full_reason(false, (10, 10)), None);
+        let r = spool_full_reason(true, (900, 1000)).unwrap();
+        assert!(r.contains("900 of SPOOL_MAX_BYTES=1000 bytes"), "{r}");
     }
 
     #[test]

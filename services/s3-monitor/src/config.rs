@@ -22,9 +22,14 @@ pub struct Config {
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
     pub layout: TopicLayout,
     pub spool_dir: PathBuf,
+    /// `SPOOL_MAX_BYTES`: most bytes of spool segments; when the next batch
+    /// does not fit, S3 holds it (no commit, no consuming) until replay frees room.
+    pub spool_max_bytes: u64,
     /// Daily indices are `{prefix}-YYYY.MM.DD`.
     pub index_prefix: String,
     pub flow_timeout: Duration,
+    /// `STALL_AFTER_SECONDS`: when a partition with lag and no progress counts as stalled.
+    pub stall_after: Duration,
     pub bulk_max_events: usize,
     pub bulk_max_wait: Duration,
 }
@@ -42,6 +47,10 @@ impl Config {
         let layout = TopicLayout::read(r);
         let default_spool = default_spool_dir(r);
         let spool_dir = PathBuf::from(r.string("SPOOL_DIR", &default_spool));
+        let spool_max_bytes: u64 = r.parse("SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES);
+        if spool_max_bytes == 0 {
+            r.invalid("SPOOL_MAX_BYTES", "0", "must be at least 1 (bytes)");
+        }
         let index_prefix = r.string("AUDIT_INDEX_PREFIX", "polystream-audit");
         if !valid_prefix(&index_prefix) {
             r.invalid(
@@ -54,6 +63,7 @@ impl Config {
         if flow_timeout == 0 {
             r.invalid("FLOW_TIMEOUT_SECONDS", "0", "must be at least 1");
         }
+        let stall_after = polystream_common::progress::read_stall_after(r);
         let bulk_max_events: usize = r.parse("BULK_MAX_EVENTS", 500);
         if !(1..=10_000).contains(&bulk_max_events) {
             r.invalid(
@@ -75,8 +85,10 @@ impl Config {
             group_id,
             layout,
             spool_dir,
+            spool_max_bytes: spool_max_bytes.max(1),
             index_prefix,
             flow_timeout: Duration::from_secs(flow_timeout.max(1)),
+            stall_after,
             bulk_max_events: bulk_max_events.clamp(1, 10_000),
             bulk_max_wait: Duration::from_millis(bulk_max_wait.max(1)),
         }
@@ -93,6 +105,9 @@ impl Config {
         self.opensearch_url.is_none()
     }
 }
+
+/// 1 GiB: hours of a busy platform's events while OpenSearch is away.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 /// `$XDG_STATE_HOME/polystream/spool` (the same state root `./dev` uses), else
 /// `./spool`. In Kubernetes SPOOL_DIR is set to a mounted volume.
@@ -125,6 +140,7 @@ mod tests {
         assert_eq!(c.group_id, "polystream-monitor");
         assert_eq!(c.spool_dir, PathBuf::from("/var/state/polystream/spool"));
         assert_eq!(c.index_prefix, "polystream-audit");
+        assert_eq!(c.spool_max_bytes, 1_073_741_824);
         assert_eq!(c.flow_timeout, Duration::from_secs(30));
         assert_eq!(c.bulk_max_events, 500);
         assert_eq!(c.bulk_max_wait, Duration::from_millis(1000));
@@ -168,6 +184,7 @@ mod tests {
             ("FLOW_TIMEOUT_SECONDS", "soon"),
             ("HTTP_ADDR", "localhost"),
             ("METRICS_ADDR", "9090"),
+            ("SPOOL_MAX_BYTES", "0"),
         ]);
         Config::read(&mut r);
         let text = r.finish().unwrap_err().to_string();
@@ -177,8 +194,13 @@ mod tests {
             "FLOW_TIMEOUT_SECONDS",
             "HTTP_ADDR",
             "METRICS_ADDR",
+            "SPOOL_MAX_BYTES",
         ] {
             assert!(text.contains(var), "{var} missing from {text}");
         }
+        let mut r = Reader::new([("SPOOL_MAX_BYTES", "1GB")]);
+        Config::read(&mut r);
+        let text = r.finish().unwrap_err().to_string();
+        assert!(text.contains("SPOOL_MAX_BYTES"), "{text}");
     }
 }

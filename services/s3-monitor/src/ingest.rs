@@ -28,8 +28,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::State;
 use crate::audit::{IndexedDoc, RawRecord, Role, build};
 use crate::flow::{Completed, PendingFlow};
-use crate::indexer::BulkOutcome;
+use crate::indexer::{BulkError, BulkOutcome, Isolated, bulk_isolating};
 use crate::metrics::{bounded_event_type, trace_id_of};
+use crate::spool::{AppendError, ReadError};
 
 type MonitorConsumer = StreamConsumer<LagContext>;
 
@@ -245,12 +246,31 @@ async fn bulk(
     state: &State,
     docs: &[IndexedDoc],
     links: Vec<SpanContext>,
-) -> Result<BulkOutcome, String> {
+) -> Result<BulkOutcome, BulkError> {
     store_op(Store::Opensearch, "bulk", async {
         link_current(links);
         state.indexer.bulk(docs).await
     })
     .await
+}
+
+/// `docs` in bulk requests; a request OpenSearch refuses as a whole is
+/// bisected so only the documents it refuses are rejected.
+async fn bulk_all(state: &State, docs: &[IndexedDoc], links: Vec<SpanContext>) -> Isolated {
+    let out = bulk_isolating(docs, |part: Vec<IndexedDoc>| {
+        let links = links.clone();
+        async move { bulk(state, &part, links).await }
+    })
+    .await;
+    if out.requests > 1 {
+        tracing::warn!(
+            docs = docs.len(),
+            requests = out.requests,
+            refused = out.outcome.rejected.len(),
+            "OpenSearch refused a bulk request as a whole; isolated the refused documents"
+        );
+    }
+    out
 }
 
 fn track_flows(state: &State, batch: &[Received], docs: &[IndexedDoc]) {
@@ -368,65 +388,107 @@ fn count_indexed(state: &State, docs: &[IndexedDoc], fates: &[Fate]) {
 }
 
 /// Returns once `docs` are durable: indexed, or written to the spool, with
-/// what became of each. A spool write that fails (disk full) is retried,
-/// holding the batch's offsets back. `spans` are the records' spans.
+/// what became of each. While the spool is full (or cannot be written) the
+/// batch is held and retried, so its offsets are not committed and the
+/// consume loop, waiting here, reads nothing more. `spans` are the records' spans.
 pub async fn persist(
     state: &Arc<State>,
     docs: Vec<IndexedDoc>,
     spans: &[tracing::Span],
 ) -> Vec<Fate> {
     let parent = batch_parent(spans);
-    let mut fate = vec![Fate::Spooled; docs.len()];
-    let mut to_spool = docs.clone();
-    if state.indexer.is_available() {
-        let indexed = bulk(state, &docs, batch_links(spans))
-            .instrument(parent.clone())
-            .await;
-        match indexed {
-            Ok(out) => {
-                fate = fates(&docs, &out);
-                count_indexed(state, &docs, &fate);
-                reject(state, out.rejected).await;
-                if out.retry.is_empty() {
-                    return fate;
-                }
-                to_spool = out.retry;
-            }
-            Err(e) => {
+    let mut pending = docs.clone();
+    let mut rejected: HashSet<String> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if state.indexer.is_available() {
+            let res = bulk_all(state, &pending, batch_links(spans))
+                .instrument(parent.clone())
+                .await;
+            count_indexed(state, &pending, &fates(&pending, &res.outcome));
+            rejected.extend(res.outcome.rejected.iter().map(|r| r.doc.id.clone()));
+            reject(state, res.outcome.rejected).await;
+            if let Some(e) = res.unavailable {
                 tracing::warn!(error = %e, "OpenSearch unavailable; spooling");
                 state.indexer.mark_unavailable();
             }
+            pending = res.outcome.retry;
+            if pending.is_empty() {
+                state.spool.set_full(false);
+                return final_fates(&docs, &rejected, &[]);
+            }
+        }
+        match spool_append(state, &pending, spans, &parent).await {
+            Ok(path) => {
+                state.spool.set_full(false);
+                state.metrics.spooled.inc_by(pending.len() as u64);
+                tracing::info!(segment = %path.display(), docs = pending.len(), "batch spooled");
+                return final_fates(&docs, &rejected, &pending);
+            }
+            Err(AppendError::Full { used, needed, max }) => {
+                if !state.spool.is_full() {
+                    tracing::error!(
+                        spool_bytes = used,
+                        batch_bytes = needed,
+                        spool_max_bytes = max,
+                        "the spool is full: holding the batch, not consuming or committing until replay frees room"
+                    );
+                }
+                state.spool.set_full(true);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(AppendError::Io(e)) => {
+                tracing::error!(error = %e, "cannot write the spool; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
     }
+}
+
+/// Each document's fate once the batch is durable.
+fn final_fates(
+    docs: &[IndexedDoc],
+    rejected: &HashSet<String>,
+    spooled: &[IndexedDoc],
+) -> Vec<Fate> {
+    let spooled: HashSet<&str> = spooled.iter().map(|d| d.id.as_str()).collect();
+    docs.iter()
+        .map(|d| {
+            if rejected.contains(&d.id) {
+                Fate::Rejected
+            } else if spooled.contains(d.id.as_str()) {
+                Fate::Spooled
+            } else {
+                Fate::Indexed
+            }
+        })
+        .collect()
+}
+
+/// One spool append, off the async threads, as a `spool append` span.
+async fn spool_append(
+    state: &Arc<State>,
+    docs: &[IndexedDoc],
+    spans: &[tracing::Span],
+    parent: &tracing::Span,
+) -> Result<std::path::PathBuf, AppendError> {
     let span = tracing::info_span!(
-        parent: &parent,
+        parent: parent,
         "spool_append",
         otel.name = "spool append",
         otel.kind = "internal",
-        polystream.spool.documents = to_spool.len(),
+        polystream.spool.documents = docs.len(),
     );
     for l in batch_links(spans) {
         span.add_link(l);
     }
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let spool = state.spool.clone();
-        let batch = to_spool.clone();
-        let appended = tokio::task::spawn_blocking(move || spool.append(&batch))
-            .instrument(span.clone())
-            .await;
-        match appended {
-            Ok(Ok(path)) => {
-                state.metrics.spooled.inc_by(to_spool.len() as u64);
-                tracing::info!(segment = %path.display(), docs = to_spool.len(), "batch spooled");
-                return fate;
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the spool; retrying"),
-            Err(e) => tracing::error!(error = %e, "spool writer panicked; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    let spool = state.spool.clone();
+    let batch = docs.to_vec();
+    tokio::task::spawn_blocking(move || spool.append(&batch))
+        .instrument(span)
+        .await
+        .map_err(|e| AppendError::Io(std::io::Error::other(e)))?
 }
 
 async fn reject(state: &Arc<State>, rejected: Vec<crate::spool::Rejected>) {
@@ -480,7 +542,8 @@ pub async fn replay_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Replays every segment; stops at the first availability failure.
+/// Replays every segment; stops at the first availability failure. A
+/// segment that cannot be read back is set aside, so it never blocks the rest.
 pub async fn replay_once(state: &Arc<State>) -> Result<(), String> {
     let spool = state.spool.clone();
     let segments = tokio::task::spawn_blocking(move || spool.segments())
@@ -490,10 +553,17 @@ pub async fn replay_once(state: &Arc<State>) -> Result<(), String> {
     for seg in segments {
         let spool = state.spool.clone();
         let path = seg.clone();
-        let docs = tokio::task::spawn_blocking(move || spool.read(&path))
+        let docs = match tokio::task::spawn_blocking(move || spool.read(&path))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read {}: {e}", seg.display()))?;
+        {
+            Ok(docs) => docs,
+            Err(ReadError::Missing) => continue,
+            Err(ReadError::Corrupt(reason)) => {
+                set_aside(state, seg, &reason).await?;
+                continue;
+            }
+        };
         // Replays are background work: a root span, linked to the requests
         // whose events it indexes.
         let span = tracing::info_span!(
@@ -503,31 +573,58 @@ pub async fn replay_once(state: &Arc<State>) -> Result<(), String> {
             otel.kind = "internal",
             polystream.spool.documents = docs.len(),
         );
-        let out = match bulk(state, &docs, doc_links(&docs)).instrument(span).await {
-            Ok(out) => out,
-            Err(e) => {
-                state.indexer.mark_unavailable();
-                return Err(e);
+        let res = bulk_all(state, &docs, doc_links(&docs))
+            .instrument(span)
+            .await;
+        if let Some(e) = &res.unavailable {
+            state.indexer.mark_unavailable();
+            if res.outcome.retry.len() == docs.len() {
+                // Nothing taken: the segment stays as it is.
+                return Err(e.clone());
             }
-        };
-        count_indexed(state, &docs, &fates(&docs, &out));
-        reject(state, out.rejected).await;
+        }
+        count_indexed(state, &docs, &fates(&docs, &res.outcome));
+        reject(state, res.outcome.rejected).await;
         let spool = state.spool.clone();
-        let retry = out.retry;
+        let retry = res.outcome.retry;
         let n = docs.len();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            // Transiently refused documents move to a fresh segment first, so
-            // deleting this one loses nothing.
-            if !retry.is_empty() {
-                spool.append(&retry)?;
-            }
-            spool.remove(&seg)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        // Documents still to retry move to a fresh segment first, so deleting
+        // this one loses nothing.
+        tokio::task::spawn_blocking(move || spool.replace(&seg, &retry))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = res.unavailable {
+            return Err(e);
+        }
         tracing::info!(docs = n, "spool segment replayed");
     }
+    Ok(())
+}
+
+/// Renames a segment that cannot be replayed to `*.corrupt` (counted, kept).
+async fn set_aside(
+    state: &Arc<State>,
+    seg: std::path::PathBuf,
+    reason: &str,
+) -> Result<(), String> {
+    let spool = state.spool.clone();
+    let from = seg.clone();
+    let moved = tokio::task::spawn_blocking(move || spool.set_aside(&from))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!(
+                "cannot set aside the corrupt segment {}: {e}",
+                seg.display()
+            )
+        })?;
+    tracing::error!(
+        segment = %seg.display(),
+        moved_to = %moved.display(),
+        reason,
+        "spool segment cannot be read back; set aside and skipped (kept for inspection)"
+    );
     Ok(())
 }
 

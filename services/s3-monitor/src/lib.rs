@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use polystream_common::kafka::LagContext;
+use polystream_common::progress::Progress;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -48,6 +49,8 @@ pub struct State {
     pub flows: Mutex<FlowTracker>,
     pub consumer: Arc<StreamConsumer<LagContext>>,
     pub metrics: Metrics,
+    /// The group's real lag and stalled partitions, from the broker.
+    pub progress: Arc<Progress>,
 }
 
 /// A running monitor.
@@ -68,7 +71,7 @@ impl Monitor {
     /// template (or leaves that to the health loop when OpenSearch is down)
     /// and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let spool = Spool::open(&config.spool_dir).with_context(|| {
+        let spool = Spool::open(&config.spool_dir, config.spool_max_bytes).with_context(|| {
             format!(
                 "cannot open the spool directory {}",
                 config.spool_dir.display()
@@ -76,7 +79,6 @@ impl Monitor {
         })?;
         let indexer = Indexer::new(config.opensearch_url.as_deref(), &config.index_prefix)?;
         let client_id = format!("s3-monitor-{}", std::process::id());
-        // With librdkafka statistics: the per-partition lag gauge.
         let consumer = polystream_common::kafka::consumer_with_lag(
             &config.kafka_bootstrap_servers,
             &config.group_id,
@@ -119,11 +121,7 @@ impl Monitor {
         for topic in [&t.user_events, &t.response_events, &t.dead_letter] {
             polystream_common::metrics::preregister_consumer(topic, &config.group_id);
         }
-        let metrics = Metrics::register(
-            registry.registry_mut(),
-            &config.topics,
-            spool.segments_gauge(),
-        );
+        let metrics = Metrics::register(registry.registry_mut(), &config.topics, spool.gauges());
         let registry = registry.finish();
         let metrics_listener = match config.metrics_addr {
             Some(a) => Some(polystream_common::metrics::bind(a).await?),
@@ -133,8 +131,10 @@ impl Monitor {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let progress = Progress::new(&config.group_id, config.stall_after);
         let state = Arc::new(State {
             metrics,
+            progress: progress.clone(),
             flows: Mutex::new(FlowTracker::new(config.flow_timeout, FLOW_CAP)),
             config,
             indexer,
@@ -150,6 +150,19 @@ impl Monitor {
             )),
             tokio::spawn(ingest::replay_loop(state.clone(), stopped.clone())),
             tokio::spawn(ingest::expire_loop(state.clone(), stopped.clone())),
+            tokio::spawn(polystream_common::progress::poll(
+                progress,
+                state.config.kafka_bootstrap_servers.clone(),
+                {
+                    let t = &state.config.topics;
+                    vec![
+                        t.user_events.clone(),
+                        t.response_events.clone(),
+                        t.dead_letter.clone(),
+                    ]
+                },
+                stopped.clone(),
+            )),
         ];
         let mut app = api::router(state.clone());
         let metrics_server = match metrics_listener {

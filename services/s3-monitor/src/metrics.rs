@@ -13,6 +13,8 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
 use polystream_common::config::Topics;
+
+use crate::spool::SpoolGauges;
 pub use polystream_common::events::bounded_event_type;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,8 +49,8 @@ pub struct Metrics {
 impl Metrics {
     /// Registers S3's metrics; the counters of every topic start at 0 so a
     /// dashboard has its series before the first event. `spool_segments` is
-    /// the spool's own gauge (see [`crate::spool::Spool::segments_gauge`]).
-    pub fn register(registry: &mut Registry, topics: &Topics, spool_segments: Gauge) -> Self {
+    /// the spool's own (see [`crate::spool::Spool::gauges`]).
+    pub fn register(registry: &mut Registry, topics: &Topics, spool: SpoolGauges) -> Self {
         let m = Self {
             indexed: Family::default(),
             spooled: Counter::default(),
@@ -80,7 +82,29 @@ impl Metrics {
         registry.register(
             "polystream_audit_spool_segments",
             "Spool segments waiting to be replayed into OpenSearch",
-            spool_segments,
+            spool.segments,
+        );
+        registry.register_with_unit(
+            "polystream_audit_spool",
+            "Size of the spool segments waiting to be replayed",
+            Unit::Bytes,
+            spool.bytes,
+        );
+        registry.register_with_unit(
+            "polystream_audit_spool_max",
+            "The spool's bound (SPOOL_MAX_BYTES)",
+            Unit::Bytes,
+            spool.max_bytes,
+        );
+        registry.register(
+            "polystream_audit_spool_full",
+            "1 while a batch waits because the spool is full: S3 neither consumes nor commits",
+            spool.full,
+        );
+        registry.register(
+            "polystream_audit_spool_corrupt_segments",
+            "Spool segments that could not be read back and were set aside as *.corrupt",
+            spool.corrupt,
         );
         registry.register_with_unit(
             "polystream_flow_duration",
@@ -180,7 +204,7 @@ mod tests {
             response_events: "r".into(),
             dead_letter: "d".into(),
         };
-        let m = Metrics::register(&mut registry, &topics, Gauge::default());
+        let m = Metrics::register(&mut registry, &topics, SpoolGauges::default());
         m.flow(
             Some("polystream.title.rated.v1"),
             "dead_lettered",
@@ -192,6 +216,10 @@ mod tests {
             "polystream_audit_indexed_events_total{messaging_destination_name=\"d\"} 0",
             "polystream_audit_spooled_events_total 0",
             "polystream_audit_spool_segments 0",
+            "polystream_audit_spool_bytes 0",
+            "polystream_audit_spool_max_bytes 0",
+            "polystream_audit_spool_full 0",
+            "polystream_audit_spool_corrupt_segments_total 0",
             "polystream_flows_unanswered 0",
             "polystream_flow_duration_seconds_count{event_type=\"polystream.title.rated.v1\",outcome=\"failed\"} 1",
             "# {trace_id=\"ab\"} 0.25",

@@ -79,6 +79,8 @@ impl Fixture {
                 replication: 1,
             },
             spool_dir,
+            spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
+            stall_after: std::time::Duration::from_secs(120),
             index_prefix: id,
             flow_timeout: Duration::from_secs(30),
             bulk_max_events: 50,
@@ -402,7 +404,7 @@ async fn events_from_the_three_topics_are_indexed_once_without_secrets_and_trail
     let (status, _, ready) = fx.get(&m, "/ready").await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["opensearch"]["available"], true);
-    // The lag gauge comes with librdkafka's statistics (every 5 s).
+    // The lag gauge comes with the first progress sample from the broker (every 5 s).
     let group = fx.config.group_id.clone();
     let metrics = eventually(30, "the consumer lag gauge", || async {
         let text = fx.metrics(&m).await;

@@ -72,6 +72,8 @@ async fn opensearch_stopped_and_restarted_mid_run_loses_nothing() {
             replication: 1,
         },
         spool_dir: std::env::temp_dir().join(format!("{id}-spool")),
+        spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
+        stall_after: std::time::Duration::from_secs(120),
         index_prefix: id.clone(),
         flow_timeout: Duration::from_secs(300),
         bulk_max_events: 50,

@@ -53,6 +53,8 @@ async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span
             replication: 1,
         },
         spool_dir: spool_dir.clone(),
+        spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
+        stall_after: std::time::Duration::from_secs(120),
         index_prefix: id.clone(),
         flow_timeout: Duration::from_secs(30),
         bulk_max_events: 50,

@@ -6,14 +6,18 @@
 //! [`topics::RESPONSE_EVENTS`]; events that cannot be processed go to
 //! [`topics::DEAD_LETTER`] with the reason in headers.
 
+pub mod failure;
 pub mod payloads;
+pub mod text;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use failure::FailureCode;
 pub use payloads::*;
+pub use text::{Text, check_text, control_message, forbidden_char, is_forbidden};
 
 /// Kafka topic names.
 pub mod topics {

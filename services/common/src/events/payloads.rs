@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::DecodeError;
+use super::text::{Text, control_message, forbidden_char};
 
 /// A field that breaks a rule, named by its JSON path (`data.stars`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +28,33 @@ fn check(out: &mut Vec<Violation>, ok: bool, field: &str, message: impl Into<Str
 fn positive_id(out: &mut Vec<Violation>, field: &str, id: i64) {
     check(out, id > 0, field, "must be a positive integer id");
 }
+
+/// At most `max` characters (a bound keeps every value within what the
+/// stores index and Kafka carries).
+fn at_most(out: &mut Vec<Violation>, field: &str, value: &str, max: usize) {
+    check(
+        out,
+        value.chars().count() <= max,
+        field,
+        format!("must be at most {max} characters"),
+    );
+}
+
+/// A list of short names (`genres`, `cast`): bounded count, each bounded.
+fn names(out: &mut Vec<Violation>, field: &str, values: &[String]) {
+    check(
+        out,
+        values.len() <= MAX_LIST,
+        field,
+        format!("must have at most {MAX_LIST} entries"),
+    );
+    for (i, v) in values.iter().enumerate() {
+        text(out, &format!("{field}[{i}]"), v, MAX_NAME);
+    }
+}
+
+const MAX_LIST: usize = 100;
+const MAX_NAME: usize = 200;
 
 fn text(out: &mut Vec<Violation>, field: &str, value: &str, max: usize) {
     let len = value.trim().chars().count();
@@ -279,7 +307,7 @@ pub struct CommandFailed {
     pub command_id: Uuid,
     pub command_type: String,
     /// Stable machine-readable code, e.g. `unknown_user`, `duplicate_email`.
-    pub code: String,
+    pub code: super::FailureCode,
     /// Human-readable reason.
     pub reason: String,
 }
@@ -389,6 +417,14 @@ impl Command {
     pub fn validate(&self) -> Result<(), Vec<Violation>> {
         let mut v = Vec::new();
         let out = &mut v;
+        for (field, value, rule) in self.text_fields() {
+            if let Some(c) = forbidden_char(value, rule) {
+                out.push(Violation {
+                    field,
+                    message: control_message(c),
+                });
+            }
+        }
         match self {
             Self::UserRegistered(p) => {
                 positive_id(out, "user_id", p.user_id);
@@ -405,6 +441,7 @@ impl Command {
                     "password_hash",
                     "must be an argon2id PHC string",
                 );
+                at_most(out, "password_hash", &p.password_hash, 512);
                 if let Some(cpf) = &p.cpf {
                     check(
                         out,
@@ -450,12 +487,7 @@ impl Command {
             Self::TitleUpserted(p) => {
                 positive_id(out, "title_id", p.title_id);
                 text(out, "title", &p.title, 300);
-                check(
-                    out,
-                    p.description.chars().count() <= 5000,
-                    "description",
-                    "must be at most 5000 characters",
-                );
+                at_most(out, "description", &p.description, 5000);
                 check(
                     out,
                     (1888..=2100).contains(&p.year),
@@ -468,6 +500,10 @@ impl Command {
                     "seasons",
                     "only series have seasons",
                 );
+                names(out, "directors", &p.directors);
+                names(out, "cast", &p.cast);
+                names(out, "genres", &p.genres);
+                names(out, "categories", &p.categories);
                 for (i, s) in p.seasons.iter().enumerate() {
                     check(
                         out,
@@ -497,6 +533,8 @@ impl Command {
                     "asset_id",
                     "must be 24 hex digits",
                 );
+                text(out, "filename", &p.filename, 255);
+                text(out, "content_type", &p.content_type, 255);
             }
             Self::ViewRecorded(p) => {
                 positive_id(out, "user_id", p.user_id);
@@ -521,6 +559,148 @@ impl Command {
             Self::RecommendationsRequested(p) => positive_id(out, "user_id", p.user_id),
         }
         if v.is_empty() { Ok(()) } else { Err(v) }
+    }
+
+    /// Every free-text field of the payload, by JSON path, with the rule its
+    /// characters follow. `validate` applies it; a test fails when a string
+    /// field exists that this list leaves out. Each arm names every field, so
+    /// a new variant cannot be added without deciding.
+    pub fn text_fields(&self) -> Vec<(String, &str, Text)> {
+        use Text::{MultiLine, SingleLine};
+        fn one<'a>(field: &str, value: &'a str, rule: Text) -> (String, &'a str, Text) {
+            (field.to_owned(), value, rule)
+        }
+        fn each<'a>(field: &str, values: &'a [String]) -> Vec<(String, &'a str, Text)> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{field}[{i}]"), v.as_str(), SingleLine))
+                .collect()
+        }
+        match self {
+            Self::UserRegistered(p) => {
+                let mut f = vec![
+                    one("name", &p.name, SingleLine),
+                    one("email", &p.email, SingleLine),
+                    one("password_hash", &p.password_hash, SingleLine),
+                ];
+                f.extend(p.cpf.as_deref().map(|c| one("cpf", c, SingleLine)));
+                f
+            }
+            Self::PaymentRecorded(p) => vec![one("currency", &p.currency, SingleLine)],
+            Self::PreferencesUpdated(p) => vec![one("language", &p.language, SingleLine)],
+            Self::TitleUpserted(p) => {
+                let mut f = vec![
+                    one("title", &p.title, SingleLine),
+                    one("description", &p.description, MultiLine),
+                ];
+                f.extend(each("directors", &p.directors));
+                f.extend(each("cast", &p.cast));
+                f.extend(each("genres", &p.genres));
+                f.extend(each("categories", &p.categories));
+                f
+            }
+            Self::AssetAttached(p) => vec![
+                one("asset_id", &p.asset_id, SingleLine),
+                one("filename", &p.filename, SingleLine),
+                one("content_type", &p.content_type, SingleLine),
+            ],
+            // Ids, numbers, dates and enums only.
+            Self::SubscriptionChanged(_)
+            | Self::TitleDeleted(_)
+            | Self::TitlesRelated(_)
+            | Self::ViewRecorded(_)
+            | Self::TitleRated(_)
+            | Self::RecommendationsRequested(_)
+            | Self::TitleCacheWarmRequested(_) => Vec::new(),
+        }
+    }
+
+    /// A valid command of every type with every field present (optional ones
+    /// set, lists non-empty): the fixtures of the contract's tests and the
+    /// seeds of its fuzz target.
+    pub fn examples() -> Vec<Command> {
+        let day = |d| NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default();
+        let at = DateTime::<Utc>::from_timestamp(1_735_689_600, 0).unwrap_or_default();
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        vec![
+            Self::UserRegistered(UserRegistered {
+                user_id: 42,
+                name: "Ana Souza".into(),
+                email: "ana@example.com".into(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                cpf: Some("52998224725".into()),
+                admin: false,
+            }),
+            Self::SubscriptionChanged(SubscriptionChanged {
+                user_id: 42,
+                plan: Plan::Premium,
+                status: SubscriptionStatus::Active,
+                started_on: day(1),
+                renews_on: day(31),
+            }),
+            Self::PaymentRecorded(PaymentRecorded {
+                payment_id: Uuid::from_u128(1),
+                user_id: 42,
+                amount_cents: 3990,
+                currency: "BRL".into(),
+                method: PaymentMethod::Pix,
+                status: PaymentStatus::Approved,
+                paid_at: at,
+            }),
+            Self::PreferencesUpdated(PreferencesUpdated {
+                user_id: 42,
+                language: "pt-BR".into(),
+                notifications: true,
+                theme: Theme::Dark,
+            }),
+            Self::TitleUpserted(TitleUpserted {
+                title_id: 7,
+                title: "Cidade de Deus".into(),
+                description: "Two boys grow up in a Rio favela.\nOne becomes a photographer."
+                    .into(),
+                kind: TitleKind::Series,
+                year: 2002,
+                directors: list(&["Fernando Meirelles", "Kátia Lund"]),
+                cast: list(&["Alexandre Rodrigues", "Leandro Firmino"]),
+                genres: list(&["crime", "drama"]),
+                categories: list(&["brasileiros", "aclamados"]),
+                seasons: vec![Season {
+                    number: 1,
+                    episodes: 8,
+                }],
+            }),
+            Self::TitleDeleted(TitleDeleted { title_id: 7 }),
+            Self::TitlesRelated(TitlesRelated {
+                title_id: 7,
+                related_title_id: 8,
+                relation: Relation::Sequel,
+            }),
+            Self::AssetAttached(AssetAttached {
+                title_id: 7,
+                asset_id: "65a1b2c3d4e5f60718293a4b".into(),
+                kind: AssetKind::Poster,
+                filename: "poster-7.jpg".into(),
+                content_type: "image/jpeg".into(),
+                length: 1024,
+            }),
+            Self::ViewRecorded(ViewRecorded {
+                view_id: Uuid::from_u128(2),
+                user_id: 42,
+                title_id: 7,
+                seconds_watched: 3600,
+                position_pct: 87.5,
+                completed: false,
+                watched_at: at,
+            }),
+            Self::TitleRated(TitleRated {
+                user_id: 42,
+                title_id: 7,
+                stars: 5,
+            }),
+            Self::RecommendationsRequested(RecommendationsRequested { user_id: 42 }),
+            Self::TitleCacheWarmRequested(TitleCacheWarmRequested { title_id: 7 }),
+        ]
     }
 }
 

@@ -35,19 +35,36 @@ pub struct RegisterUser {
     pub cpf: Option<String>,
 }
 
+/// Where `/v1/users` takes each registration field (the legacy route maps its
+/// query parameters instead).
+pub const REGISTER_FIELDS: &[(&str, &str)] = &[("password_hash", "body.password")];
+
 /// Allocates a user id, hashes the password and publishes `user.registered`.
+/// `fields` names where the request carried each command field.
 pub async fn register(
     state: &S,
     u: RegisterUser,
     admin: bool,
     status_prefix: &str,
+    fields: crate::command::FieldMap<'_>,
 ) -> ApiResult<Accepted> {
+    let password_field = fields
+        .iter()
+        .find(|(f, _)| *f == "password_hash")
+        .map_or("body.password", |(_, n)| *n);
     let len = u.password.chars().count();
     if !(8..=256).contains(&len) {
         return Err(ApiError::field(
-            "body.password",
+            password_field,
             "must be 8 to 256 characters",
         ));
+    }
+    // Hashed, so it never reaches a store, but a NUL in a password is a client bug.
+    if let Err(r) = polystream_common::events::check_text(
+        &u.password,
+        polystream_common::events::Text::SingleLine,
+    ) {
+        return Err(ApiError::field(password_field, r));
     }
     let mut con = state.redis.clone();
     let user_id: i64 = store_op(
@@ -67,13 +84,7 @@ pub async fn register(
         cpf: u.cpf,
         admin,
     });
-    let mut a = submit(
-        state,
-        command,
-        &[("password_hash", "body.password")],
-        status_prefix,
-    )
-    .await?;
+    let mut a = submit(state, command, fields, status_prefix).await?;
     a.user_id = Some(user_id);
     Ok(a)
 }
@@ -86,7 +97,9 @@ pub async fn post_user(
     State(state): State<AppState>,
     ValidJson(u): ValidJson<RegisterUser>,
 ) -> ApiResult<Response> {
-    Ok(register(&state, u, false, V1_STATUS).await?.into_202())
+    Ok(register(&state, u, false, V1_STATUS, REGISTER_FIELDS)
+        .await?
+        .into_202())
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -559,7 +572,7 @@ pub async fn bootstrap_admin(state: &S) {
                 password,
                 cpf: None,
             };
-            match register(state, u, true, V1_STATUS).await {
+            match register(state, u, true, V1_STATUS, REGISTER_FIELDS).await {
                 Ok(a) => {
                     tracing::info!(user_id = a.user_id, correlation_id = %a.correlation_id, "bootstrap admin registered")
                 }

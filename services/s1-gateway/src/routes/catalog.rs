@@ -18,7 +18,7 @@ use polystream_common::events::{
 };
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
-use polystream_stores::{keys, mongo};
+use polystream_stores::{cache, keys, mongo, render, titles};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -55,28 +55,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/stats/counters", get(get_counters))
 }
 
-/// BSON to the JSON clients see: dates as RFC 3339, ObjectIds as hex,
-/// numbers as numbers, and `_id` renamed to what it is.
-pub fn to_json(b: Bson) -> Value {
-    match b {
-        Bson::Document(d) => Value::Object(d.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
-        Bson::Array(a) => Value::Array(a.into_iter().map(to_json).collect()),
-        Bson::DateTime(dt) => Value::String(dt.try_to_rfc3339_string().unwrap_or_default()),
-        Bson::ObjectId(o) => Value::String(o.to_hex()),
-        Bson::Int32(i) => i.into(),
-        Bson::Int64(i) => i.into(),
-        other => other.into_relaxed_extjson(),
-    }
-}
-
-pub fn doc_json(mut d: Document, id_name: &str) -> Value {
-    if let Some(id) = d.remove("_id")
-        && !id_name.is_empty()
-    {
-        d.insert(id_name, id);
-    }
-    to_json(Bson::Document(d))
-}
+/// BSON to the JSON clients see (one renderer for S1 and S2's cache).
+pub use polystream_stores::render::{doc_json, to_json};
 
 const TITLE_FIELDS: &[(&str, &str)] = &[("title_id", "path.id")];
 
@@ -172,61 +152,21 @@ pub async fn delete_title(
     Ok(submit(&state, c, TITLE_FIELDS, V1_STATUS).await?.into_202())
 }
 
-/// Cache-aside read of one title; `(json, hit)`.
+/// Cache-aside read of one title; `(json, hit)`. The title is rendered and
+/// cached by the same functions S2 uses to warm the cache.
 pub async fn cached_title(state: &S, id: i64) -> ApiResult<Option<(Value, bool)>> {
-    let mut con = state.redis.clone();
-    let key = keys::title_cache(id);
-    let cached: Option<String> = store_op(
-        Store::Redis,
-        "get_title_cache",
-        redis::cmd("GET").arg(&key).query_async(&mut con),
-    )
-    .await?;
-    if let Some(v) = cached.and_then(|c| serde_json::from_str::<Value>(&c).ok()) {
+    if let Some(v) = cache::get_title(&state.redis, id).await? {
         state.metrics.title_cache(true);
-        let _: i64 = store_op(
-            Store::Redis,
-            "count_cache_result",
-            redis::cmd("INCR")
-                .arg(keys::CACHE_HITS)
-                .query_async(&mut con),
-        )
-        .await?;
+        cache::count_result(&state.redis, true).await?;
         return Ok(Some((v, true)));
     }
     state.metrics.title_cache(false);
-    let _: i64 = store_op(
-        Store::Redis,
-        "count_cache_result",
-        redis::cmd("INCR")
-            .arg(keys::CACHE_MISSES)
-            .query_async(&mut con),
-    )
-    .await?;
-    let found = store_op(
-        Store::Mongodb,
-        "find_title",
-        state
-            .mongo
-            .collection::<Document>(mongo::TITLES)
-            .find_one(doc! {"_id": id}),
-    )
-    .await?;
-    let Some(d) = found else {
+    cache::count_result(&state.redis, false).await?;
+    let Some(d) = titles::get(&state.mongo, id).await? else {
         return Ok(None);
     };
-    let v = doc_json(d, "title_id");
-    let _: () = store_op(
-        Store::Redis,
-        "set_title_cache",
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(v.to_string())
-            .arg("EX")
-            .arg(state.config.title_cache_ttl.as_secs())
-            .query_async(&mut con),
-    )
-    .await?;
+    let v = render::title_json(d);
+    cache::put_title(&state.redis, id, &v, state.config.title_cache_ttl).await?;
     Ok(Some((v, false)))
 }
 
@@ -391,6 +331,12 @@ pub async fn post_asset(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| ApiError::field("header.content-type", "send the file's media type"))?;
+    // Stored with the blob before the command is validated, so checked here.
+    polystream_common::events::check_text(
+        &content_type,
+        polystream_common::events::Text::SingleLine,
+    )
+    .map_err(|r| ApiError::field("header.content-type", r))?;
     let titles = state.mongo.collection::<Document>(mongo::TITLES);
     if store_op(
         Store::Mongodb,
@@ -471,7 +417,12 @@ pub async fn post_asset(
         content_type,
         length,
     });
-    match submit(&state, c, TITLE_FIELDS, V1_STATUS).await {
+    let fields = [
+        ("title_id", "path.id"),
+        ("filename", "query.filename"),
+        ("content_type", "header.content-type"),
+    ];
+    match submit(&state, c, &fields, V1_STATUS).await {
         Ok(mut a) => {
             a.asset_id = Some(oid.to_hex());
             Ok(a.into_202())

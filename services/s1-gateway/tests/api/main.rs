@@ -6,6 +6,7 @@
 mod accounts;
 mod catalog;
 mod harness;
+mod input;
 mod legacy;
 mod observability;
 mod platform;

@@ -1,0 +1,63 @@
+//! The processed-event ledger: one row per event id with the outcome that was
+//! published, so a redelivered event changes nothing and republishes it.
+
+use polystream_common::events::Envelope;
+use polystream_common::instrument::{Store, store_op};
+use polystream_stores::fault::{Fault, pg_fault};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::pg_op;
+
+/// The outcome envelope stored for an event already processed.
+pub async fn get(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault> {
+    pg_op(
+        "select_processed_event",
+        sqlx::query_scalar("SELECT outcome FROM processed_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(pg),
+    )
+    .await
+}
+
+/// Records `outcome` unless the event is already recorded; `None` when it was.
+pub async fn put(
+    con: &mut PgConnection,
+    env: &Envelope<Value>,
+    outcome: &Value,
+) -> Result<Option<Value>, Fault> {
+    store_op(
+        Store::Postgres,
+        "insert_processed_event",
+        sqlx::query_scalar(
+            "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING outcome",
+        )
+        .bind(env.id)
+        .bind(&env.event_type)
+        .bind(env.correlationid)
+        .bind(outcome)
+        .fetch_optional(&mut *con),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
+/// Records the outcome of an event whose effects (if any) are already done —
+/// MongoDB/Redis commands, and commands that failed — and returns the outcome
+/// now on record (an earlier one if the event was recorded first).
+pub async fn record(pg: &PgPool, env: &Envelope<Value>, outcome: &Value) -> Result<Value, Fault> {
+    let mut con = pg_op("acquire_connection", pg.acquire()).await?;
+    match put(&mut con, env, outcome).await? {
+        Some(v) => Ok(v),
+        None => on_record(pg, env).await,
+    }
+}
+
+/// The outcome recorded by whoever was first.
+pub async fn on_record(pg: &PgPool, env: &Envelope<Value>) -> Result<Value, Fault> {
+    get(pg, env.id)
+        .await?
+        .ok_or_else(|| Fault::transient("postgresql", "processed event vanished"))
+}

@@ -1,0 +1,182 @@
+//! One handler per command, grouped by the store area it changes, behind one
+//! dispatch ([`apply`]). A broken rule is a [`Decision::Failed`] (final); a
+//! store that cannot answer is a [`Fault`] (the caller retries or fails it).
+//!
+//! - [`ledger`]: the processed-event ledger (effectively-once);
+//! - [`accounts`]: users, subscriptions, payments, preferences — PostgreSQL,
+//!   effects and ledger entry in one transaction;
+//! - [`catalog`]: titles, relations, assets and the title cache — MongoDB
+//!   and Redis;
+//! - [`activity`]: views and ratings with their counters and rankings,
+//!   recommendations — MongoDB and Redis;
+//! - [`lookups`]: the existence checks and document readers they share.
+//!
+//! MongoDB and Redis commands are idempotent by construction (upserts keyed
+//! by the command's ids, guarded increments), so applying one twice after a
+//! crash changes nothing; their ledger entry is written after them.
+
+pub mod accounts;
+pub mod activity;
+pub mod catalog;
+pub mod ledger;
+pub mod lookups;
+
+use std::future::IntoFuture;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::Document;
+use mongodb::bson::{self};
+use polystream_common::events::{Command, Envelope, FailureCode};
+use polystream_common::instrument::{Store, store_op};
+use polystream_common::status::StatusStore;
+use polystream_stores::fault::{Fault, mongo_fault, pg_fault, redis_fault};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use self::accounts::Write;
+
+/// Every store the processor writes.
+#[derive(Clone)]
+pub struct Stores {
+    pub pg: PgPool,
+    pub mongo: mongodb::Database,
+    pub redis: ConnectionManager,
+    pub status: StatusStore,
+    /// `TITLE_CACHE_TTL_SECONDS`: lifetime of a title the processor caches.
+    pub title_cache_ttl: std::time::Duration,
+}
+
+/// What a command came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Completed(Value),
+    Failed { code: FailureCode, reason: String },
+}
+
+impl Decision {
+    pub fn failed(code: FailureCode, reason: impl Into<String>) -> Self {
+        Self::Failed {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The attributes of the command's envelope the handlers need.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    /// The event's time: stored timestamps (`updated_at`, `rated_at`…) and
+    /// ranking buckets come from it, not the clock, so re-applying an event
+    /// writes the same values.
+    pub time: DateTime<Utc>,
+}
+
+/// Applies a command not yet in the ledger and records its outcome; returns
+/// the outcome on record. `outcome_of` builds the outcome envelope for a
+/// decision.
+pub async fn apply(
+    stores: &Stores,
+    env: &Envelope<Value>,
+    cmd: &Command,
+    outcome_of: impl Fn(&Decision) -> Value,
+) -> Result<Value, Fault> {
+    let meta = Meta { time: env.time };
+    let pg = &stores.pg;
+    let decision = match cmd {
+        // PostgreSQL: effects and ledger entry commit together.
+        Command::UserRegistered(p) => {
+            return accounts::apply(pg, env, Write::Register(p), outcome_of).await;
+        }
+        Command::SubscriptionChanged(p) => {
+            return accounts::apply(pg, env, Write::Subscribe(p), outcome_of).await;
+        }
+        Command::PaymentRecorded(p) => {
+            return accounts::apply(pg, env, Write::Pay(p), outcome_of).await;
+        }
+        Command::PreferencesUpdated(p) => {
+            return accounts::apply(pg, env, Write::Preferences(p), outcome_of).await;
+        }
+        // MongoDB and Redis: idempotent effects, then the ledger entry.
+        Command::TitleUpserted(p) => catalog::upsert(stores, meta, p).await?,
+        Command::TitleDeleted(p) => catalog::delete(stores, meta, p).await?,
+        Command::TitlesRelated(p) => catalog::relate(stores, meta, p).await?,
+        Command::AssetAttached(p) => catalog::attach_asset(stores, meta, p).await?,
+        Command::TitleCacheWarmRequested(p) => catalog::warm(stores, p).await?,
+        Command::ViewRecorded(p) => activity::record_view(stores, p).await?,
+        Command::TitleRated(p) => activity::rate(stores, meta, p).await?,
+        Command::RecommendationsRequested(p) => {
+            activity::recommend_for(stores, meta, p.user_id).await?
+        }
+    };
+    ledger::record(pg, env, &outcome_of(&decision)).await
+}
+
+// ---------------------------------------------------------------- store calls
+
+// Every store call goes through one of these: a client span and
+// `polystream_store_operation_duration_seconds{store,operation,outcome}`.
+// `op` names come from the fixed set listed in docs/observability.md.
+
+pub(crate) async fn pg_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, sqlx::Error>>,
+{
+    store_op(Store::Postgres, op, call).await.map_err(pg_fault)
+}
+
+pub(crate) async fn mongo_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, mongodb::error::Error>>,
+{
+    store_op(Store::Mongodb, op, call)
+        .await
+        .map_err(mongo_fault)
+}
+
+pub(crate) async fn redis_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
+where
+    F: IntoFuture<Output = Result<T, redis::RedisError>>,
+{
+    store_op(Store::Redis, op, call).await.map_err(redis_fault)
+}
+
+/// A MongoDB query's documents (the cursor is drained inside the store call).
+pub(crate) async fn mongo_find(
+    op: &'static str,
+    c: Collection<Document>,
+    filter: Document,
+    projection: Option<Document>,
+    limit: Option<i64>,
+) -> Result<Vec<Document>, Fault> {
+    mongo_op(op, async move {
+        let mut find = c.find(filter);
+        if let Some(p) = projection {
+            find = find.projection(p);
+        }
+        if let Some(n) = limit {
+            find = find.limit(n);
+        }
+        find.await?.try_collect::<Vec<Document>>().await
+    })
+    .await
+}
+
+pub(crate) fn coll(db: &mongodb::Database, name: &str) -> Collection<Document> {
+    db.collection(name)
+}
+
+pub(crate) fn bson_time(t: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(t.timestamp_millis())
+}
+
+/// A unit enum's wire name (`credit_card`), as the tables' CHECKs expect.
+pub(crate) fn snake<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,83 @@
+//! Accounts in PostgreSQL: profiles and logins (S1), existence checks (S2).
+
+use chrono::{DateTime, Utc};
+use polystream_common::instrument::{Store, store_op};
+use sqlx::PgPool;
+
+use crate::fault::{Fault, pg_fault};
+
+/// Whether the user exists.
+pub async fn exists(pg: &PgPool, user_id: i64) -> Result<bool, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_user_exists",
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
+            .bind(user_id)
+            .fetch_one(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
+/// A user's profile: every column but the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Profile {
+    pub user_id: i64,
+    pub name: String,
+    pub email: String,
+    pub cpf: Option<String>,
+    pub admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The profile of `user_id`, if the user exists.
+pub async fn profile(pg: &PgPool, user_id: i64) -> Result<Option<Profile>, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_user",
+        sqlx::query_as::<_, Profile>(
+            "SELECT user_id, name, email, cpf, admin, created_at FROM users WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
+/// What checking a password needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Login {
+    pub user_id: i64,
+    pub password_hash: String,
+    pub admin: bool,
+}
+
+/// The login of the account with this email (case-insensitive, as stored
+/// emails are unique regardless of case).
+pub async fn login_by_email(pg: &PgPool, email: &str) -> Result<Option<Login>, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_login",
+        sqlx::query_as::<_, Login>(
+            "SELECT user_id, password_hash, admin FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(email)
+        .fetch_optional(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
+/// The id of the account with this email (case-insensitive).
+pub async fn find_by_email(pg: &PgPool, email: &str) -> Result<Option<i64>, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_login",
+        sqlx::query_scalar("SELECT user_id FROM users WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
