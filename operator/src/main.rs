@@ -3,7 +3,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use polystream_common::cli;
 use polystream_common::config::{ConfigErrors, ProcessEnv, Reader, Source};
 use polystream_operator::controller::{self, ControllerConfig};
 use polystream_operator::http;
@@ -13,7 +14,7 @@ use tokio::sync::watch;
 
 /// Polystream's Kubernetes operator.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,8 +30,29 @@ enum Command {
     Run,
 }
 
+const NAME: &str = "polystream-operator";
+
+/// The derived command with `--version` and, on itself and on `run`, the
+/// list of every variable `run` reads with its default (from
+/// [`RunConfig::read`] itself, so it cannot drift).
+fn command() -> clap::Command {
+    let settings = cli::settings(NAME, |r| {
+        RunConfig::read(r);
+    });
+    let variables = cli::render(&settings);
+    Cli::command()
+        .name(NAME)
+        .version(cli::version())
+        .after_help(variables.clone())
+        .mut_subcommand("run", |run| run.after_help(variables))
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match cli.command {
         Command::Crd => match polystream_operator::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -65,10 +65,30 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// A variable's default as a [`Reader`] was asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// This value when unset (or blank).
+    Value(String),
+    /// Nothing: unset means "off" or "none" (the default was the empty string).
+    Unset,
+    /// Must be set ([`Reader::required`]).
+    Required,
+}
+
+/// One variable a [`Reader`] was asked for, with its default: what `--help`
+/// lists (see `crate::cli`), so the list is the code's own reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub var: String,
+    pub default: DefaultValue,
+}
+
 /// Reads typed settings and remembers what was wrong.
 pub struct Reader<S> {
     source: S,
     errors: Vec<ConfigError>,
+    described: Vec<Described>,
 }
 
 impl<S: Source> Reader<S> {
@@ -76,17 +96,41 @@ impl<S: Source> Reader<S> {
         Self {
             source,
             errors: Vec::new(),
+            described: Vec::new(),
+        }
+    }
+
+    /// Every variable asked for so far, in first-asked order, each once.
+    pub fn described(&self) -> &[Described] {
+        &self.described
+    }
+
+    fn describe(&mut self, var: &str, default: DefaultValue) {
+        if !self.described.iter().any(|d| d.var == var) {
+            self.described.push(Described {
+                var: var.to_owned(),
+                default,
+            });
         }
     }
 
     /// A non-empty value, or `default` when unset. Empty counts as unset so a
     /// blank line in a ConfigMap does not silently become "".
     pub fn string(&mut self, var: &str, default: &str) -> String {
+        self.describe(
+            var,
+            if default.is_empty() {
+                DefaultValue::Unset
+            } else {
+                DefaultValue::Value(default.to_owned())
+            },
+        );
         self.raw(var).unwrap_or_else(|| default.to_owned())
     }
 
     /// A value that has no sensible default.
     pub fn required(&mut self, var: &str) -> String {
+        self.describe(var, DefaultValue::Required);
         self.raw(var).unwrap_or_else(|| {
             self.errors.push(ConfigError::Missing { var: var.into() });
             String::new()
@@ -96,9 +140,10 @@ impl<S: Source> Reader<S> {
     /// A value parsed with [`FromStr`]; a parse failure is recorded with the parser's reason.
     pub fn parse<T>(&mut self, var: &str, default: T) -> T
     where
-        T: FromStr,
+        T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
+        self.describe(var, DefaultValue::Value(default.to_string()));
         let Some(value) = self.raw(var) else {
             return default;
         };
@@ -291,6 +336,29 @@ mod tests {
             vec![ConfigError::Missing {
                 var: "OTHER".into()
             }]
+        );
+    }
+
+    #[test]
+    fn every_variable_asked_for_is_described_once_with_its_default() {
+        let mut r = Reader::new([("PORT", "9000")]);
+        let _: u16 = r.parse("PORT", 8000);
+        r.string("NAME", "");
+        r.url("URL", "http://x", &["http"]);
+        r.required("TOKEN");
+        r.string("NAME", "other");
+        let d = |var: &str, default| Described {
+            var: var.into(),
+            default,
+        };
+        assert_eq!(
+            r.described(),
+            [
+                d("PORT", DefaultValue::Value("8000".into())),
+                d("NAME", DefaultValue::Unset),
+                d("URL", DefaultValue::Value("http://x".into())),
+                d("TOKEN", DefaultValue::Required),
+            ]
         );
     }
 }

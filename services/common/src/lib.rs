@@ -1,6 +1,7 @@
 //! Shared foundations of the Polystream services: one obvious home for each
 //! concern they have in common.
 //!
+//! - [`cli`]: `--help` (every variable read, with its default) and `--version`;
 //! - [`config`]: settings from the environment, errors naming the variable;
 //! - [`events`]: the event contract on Kafka;
 //! - [`generated`]: stable text for committed, generated artifacts;
@@ -14,6 +15,7 @@
 //! - [`progress`]: a consumer group's real lag per partition, and stalls;
 //! - [`telemetry`]: start-up of JSON logs and OTLP traces (`OTEL_*`), correlation ids.
 
+pub mod cli;
 pub mod config;
 pub mod events;
 pub mod generated;

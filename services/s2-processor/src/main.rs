@@ -1,12 +1,25 @@
-//! The S2 processor binary: configuration from the environment, logs and
-//! traces (`OTEL_*`), and a graceful stop on SIGTERM or Ctrl-C that flushes
-//! the spans last.
+//! The S2 processor binary: configuration from the environment (`--help`
+//! lists every variable with its default), logs and traces (`OTEL_*`), and a
+//! graceful stop on SIGTERM or Ctrl-C that flushes the spans last.
 
+use polystream_common::cli;
 use polystream_s2_processor::{Config, run};
+
+const NAME: &str = "polystream-s2-processor";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = polystream_common::telemetry::init("polystream-s2-processor")?;
+    let settings = cli::settings(NAME, |r| {
+        Config::read(r);
+    });
+    cli::command(
+        NAME,
+        "Polystream's S2 processor: consumes commands from Kafka, applies the business rules, \
+         persists them and publishes outcomes. Configured by environment variables only.",
+        &settings,
+    )
+    .get_matches();
+    let telemetry = polystream_common::telemetry::init(NAME)?;
     let result = match Config::from_env() {
         Ok(config) => run(config, polystream_common::telemetry::shutdown_signal()).await,
         Err(e) => Err(e.into()),

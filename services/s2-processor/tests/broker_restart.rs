@@ -122,7 +122,10 @@ async fn a_broker_restart_under_load_stalls_no_partition() {
     }
 
     let bootstrap = t.config.stores.kafka_bootstrap_servers.clone();
-    let (group, topic) = (t.config.group_id.clone(), t.config.topics.user_events.clone());
+    let (group, topic) = (
+        t.config.group_id.clone(),
+        t.config.topics.user_events.clone(),
+    );
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let mut counts = Vec::new();

@@ -701,7 +701,10 @@ async fn two_processors_start_together_and_share_the_work() {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["postgresql", "mongodb", "redis", "kafka", "partitions"]);
+        assert_eq!(
+            names,
+            ["postgresql", "mongodb", "redis", "kafka", "partitions"]
+        );
         assert_eq!(
             reqwest::get(format!("{base}/metrics"))
                 .await

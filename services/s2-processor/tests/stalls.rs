@@ -82,31 +82,34 @@ async fn a_partition_waiting_past_the_window_is_reported_stalled_until_it_moves(
     assert!(reason.contains(&format!("partition {topic}[")), "{reason}");
     assert!(reason.contains("stalled: 1 records behind"), "{reason}");
     assert!(reason.contains("no progress since 20"), "{reason}");
-    let stalled: Vec<f64> = {
-        let mut v = Vec::new();
+    // The gauges follow at the next sample (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut stalled = Vec::new();
+        let mut lags = Vec::new();
         for part in ["0", "1", "2"] {
             let labels = [
                 ("messaging_destination_name", topic.as_str()),
                 ("messaging_destination_partition_id", part),
                 ("messaging_consumer_group_name", group.as_str()),
             ];
-            v.push(
-                metric(p.http_addr, "polystream_kafka_partition_stalled", &labels)
-                    .await
-                    .unwrap(),
-            );
-            let lag = metric(p.http_addr, "polystream_kafka_consumer_lag", &labels)
-                .await
-                .unwrap();
-            assert_eq!(lag, v[v.len() - 1], "partition {part}: lag {lag}");
+            stalled.push(metric(p.http_addr, "polystream_kafka_partition_stalled", &labels).await);
+            lags.push(metric(p.http_addr, "polystream_kafka_consumer_lag", &labels).await);
         }
-        v
-    };
-    assert_eq!(
-        stalled.iter().sum::<f64>(),
-        1.0,
-        "one partition stalled: {stalled:?}"
-    );
+        if stalled.iter().flatten().sum::<f64>() == 1.0 {
+            // The stalled partition is the one the command waits on: lag 1;
+            // the others have nothing waiting.
+            let lags: Vec<f64> = lags.into_iter().map(Option::unwrap).collect();
+            let flags: Vec<f64> = stalled.into_iter().map(Option::unwrap).collect();
+            assert_eq!(lags, flags, "lag per partition {lags:?}, stalled {flags:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stall gauge did not follow /ready: stalled {stalled:?}, lag {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(60);

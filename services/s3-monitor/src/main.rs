@@ -1,11 +1,25 @@
-//! The S3 monitor binary: configuration from the environment, logs and traces
-//! (`OTEL_*`); stops on SIGINT/SIGTERM, flushing the spans last.
+//! The S3 monitor binary: configuration from the environment (`--help` lists
+//! every variable with its default), logs and traces (`OTEL_*`); stops on
+//! SIGINT/SIGTERM, flushing the spans last.
 
+use polystream_common::cli;
 use polystream_s3_monitor::{Config, run};
+
+const NAME: &str = "polystream-s3-monitor";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = polystream_common::telemetry::init("polystream-s3-monitor")?;
+    let settings = cli::settings(NAME, |r| {
+        Config::read(r);
+    });
+    cli::command(
+        NAME,
+        "Polystream's S3 monitor: indexes every event into OpenSearch (spooling locally while it \
+         is down) and tracks request-to-response flows. Configured by environment variables only.",
+        &settings,
+    )
+    .get_matches();
+    let telemetry = polystream_common::telemetry::init(NAME)?;
     let result = match Config::from_env() {
         Ok(config) => run(config, polystream_common::telemetry::shutdown_signal()).await,
         Err(e) => Err(e.into()),

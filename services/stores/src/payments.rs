@@ -43,3 +43,27 @@ pub async fn for_user(
     .await
     .map_err(pg_fault)
 }
+
+/// Records a payment (S2, inside the command's transaction); keyed by the
+/// gateway's payment id, so a retried request is a no-op. The error is
+/// sqlx's own: an unknown user (foreign key) is a business answer the caller
+/// classifies with [`crate::fault::classify_pg`].
+pub async fn insert(
+    con: &mut sqlx::PgConnection,
+    p: &polystream_common::events::PaymentRecorded,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payments (payment_id, user_id, amount_cents, currency, method, status, paid_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_id) DO NOTHING",
+    )
+    .bind(p.payment_id)
+    .bind(p.user_id)
+    .bind(p.amount_cents)
+    .bind(&p.currency)
+    .bind(crate::pg::wire_name(&p.method))
+    .bind(crate::pg::wire_name(&p.status))
+    .bind(p.paid_at)
+    .execute(&mut *con)
+    .await?;
+    Ok(())
+}

@@ -24,3 +24,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATIONS.run(pool).await
 }
+
+/// A unit enum's wire name (`credit_card`), as the tables' CHECKs expect.
+pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polystream_common::events::{PaymentMethod, Theme};
+
+    #[test]
+    fn enums_are_stored_by_their_wire_names() {
+        assert_eq!(super::wire_name(&PaymentMethod::CreditCard), "credit_card");
+        assert_eq!(super::wire_name(&Theme::Dark), "dark");
+        assert_eq!(super::wire_name(&1), "");
+    }
+}

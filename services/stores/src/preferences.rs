@@ -32,3 +32,26 @@ pub async fn of_user(pg: &PgPool, user_id: i64) -> Result<Option<Preferences>, F
     .await
     .map_err(pg_fault)
 }
+
+/// Sets a user's preferences (S2, inside the command's transaction). The
+/// error is sqlx's own: an unknown user (foreign key) is a business answer
+/// the caller classifies with [`crate::fault::classify_pg`].
+pub async fn upsert(
+    con: &mut sqlx::PgConnection,
+    p: &polystream_common::events::PreferencesUpdated,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO preferences (user_id, language, notifications, theme)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET language = EXCLUDED.language,
+           notifications = EXCLUDED.notifications, theme = EXCLUDED.theme,
+           updated_at = now()",
+    )
+    .bind(p.user_id)
+    .bind(&p.language)
+    .bind(p.notifications)
+    .bind(crate::pg::wire_name(&p.theme))
+    .execute(&mut *con)
+    .await?;
+    Ok(())
+}

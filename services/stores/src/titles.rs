@@ -47,7 +47,14 @@ impl TitleFilter {
 /// Titles matching `filter` in id order, at most `limit`, rendered as
 /// clients see them ([`render::title_json`]).
 pub async fn list(db: &Database, filter: &TitleFilter, limit: i64) -> Result<Vec<Value>, Fault> {
-    let docs = find(db, "find_titles", filter.to_doc(), Some(doc! {"_id": 1}), limit).await?;
+    let docs = find(
+        db,
+        "find_titles",
+        filter.to_doc(),
+        Some(doc! {"_id": 1}),
+        limit,
+    )
+    .await?;
     Ok(docs.into_iter().map(render::title_json).collect())
 }
 
@@ -62,7 +69,14 @@ pub async fn sharing_genres(
     genres: &[String],
     limit: i64,
 ) -> Result<Vec<Document>, Fault> {
-    find(db, "find_titles", doc! {"genres": {"$in": genres}}, None, limit).await
+    find(
+        db,
+        "find_titles",
+        doc! {"genres": {"$in": genres}},
+        None,
+        limit,
+    )
+    .await
 }
 
 /// Sets a title's fields, creating it when missing.

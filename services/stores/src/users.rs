@@ -81,3 +81,25 @@ pub async fn find_by_email(pg: &PgPool, email: &str) -> Result<Option<i64>, Faul
     .await
     .map_err(pg_fault)
 }
+
+/// Inserts a registered user (S2, inside the command's transaction). The
+/// error is sqlx's own: a duplicate id, email or CPF is a business answer
+/// the caller classifies with [`crate::fault::classify_pg`].
+pub async fn insert(
+    con: &mut sqlx::PgConnection,
+    p: &polystream_common::events::UserRegistered,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (user_id, name, email, password_hash, cpf, admin)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(p.user_id)
+    .bind(p.name.trim())
+    .bind(&p.email)
+    .bind(&p.password_hash)
+    .bind(&p.cpf)
+    .bind(p.admin)
+    .execute(&mut *con)
+    .await?;
+    Ok(())
+}

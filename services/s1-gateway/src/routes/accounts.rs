@@ -10,9 +10,8 @@ use polystream_common::events::{
     Command, PaymentMethod, PaymentRecorded, PaymentStatus, Plan, PreferencesUpdated,
     SubscriptionChanged, SubscriptionStatus, Theme, UserRegistered,
 };
-use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
-use polystream_stores::keys;
+use polystream_stores::{ids, payments, preferences, sessions, subscriptions, users};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -66,15 +65,7 @@ pub async fn register(
     ) {
         return Err(ApiError::field(password_field, r));
     }
-    let mut con = state.redis.clone();
-    let user_id: i64 = store_op(
-        Store::Redis,
-        "next_user_id",
-        redis::cmd("INCR")
-            .arg(keys::NEXT_USER_ID)
-            .query_async(&mut con),
-    )
-    .await?;
+    let user_id = ids::next_user_id(&state.redis).await?;
     let password_hash = auth::hash_password(u.password).await?;
     let command = Command::UserRegistered(UserRegistered {
         user_id,
@@ -102,7 +93,7 @@ pub async fn post_user(
         .into_202())
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserProfile {
     pub user_id: i64,
     pub name: String,
@@ -121,18 +112,23 @@ pub async fn get_user(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<UserProfile>> {
     let id = own(&caller, p.id)?;
-    store_op(
-        Store::Postgres,
-        "select_user",
-        sqlx::query_as::<_, UserProfile>(
-            "SELECT user_id, name, email, cpf, admin, created_at FROM users WHERE user_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&state.pg),
-    )
-    .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found(&format!("user {id}")))
+    users::profile(&state.pg, id)
+        .await?
+        .map(|u| Json(u.into()))
+        .ok_or_else(|| ApiError::not_found(&format!("user {id}")))
+}
+
+impl From<users::Profile> for UserProfile {
+    fn from(u: users::Profile) -> Self {
+        Self {
+            user_id: u.user_id,
+            name: u.name,
+            email: u.email,
+            cpf: u.cpf,
+            admin: u.admin,
+            created_at: u.created_at,
+        }
+    }
 }
 
 fn own(caller: &Caller, id: i64) -> ApiResult<i64> {
@@ -164,22 +160,18 @@ pub async fn post_session(
     State(state): State<AppState>,
     ValidJson(l): ValidJson<Login>,
 ) -> ApiResult<Response> {
-    let row: Option<(i64, String, bool)> = store_op(
-        Store::Postgres,
-        "select_login",
-        sqlx::query_as(
-            "SELECT user_id, password_hash, admin FROM users WHERE lower(email) = lower($1)",
-        )
-        .bind(l.email.trim())
-        .fetch_optional(&state.pg),
-    )
-    .await?;
+    let login = users::login_by_email(&state.pg, l.email.trim()).await?;
     // Same answer for unknown email and wrong password: no account probing.
     let denied = || ApiError::unauthorized("wrong email or password");
-    let Some((user_id, hash, admin)) = row else {
+    let Some(users::Login {
+        user_id,
+        password_hash,
+        admin,
+    }) = login
+    else {
         return Err(denied());
     };
-    if !auth::verify_password(l.password, hash).await {
+    if !auth::verify_password(l.password, password_hash).await {
         return Err(denied());
     }
     let (token, expires_at) = auth::create_session(&state, user_id, admin).await?;
@@ -215,26 +207,10 @@ pub async fn list_sessions(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<Vec<SessionInfo>>> {
     let id = own(&caller, p.id)?;
-    let mut con = state.redis.clone();
-    let ids: Vec<String> = store_op(
-        Store::Redis,
-        "list_sessions",
-        redis::cmd("SMEMBERS")
-            .arg(keys::user_sessions(id))
-            .query_async(&mut con),
-    )
-    .await?;
     let mut out = Vec::new();
-    for sid in ids {
-        let key = keys::session(&sid);
-        let (raw, ttl): (Option<String>, i64) = store_op(
-            Store::Redis,
-            "get_session",
-            redis::pipe().get(&key).ttl(&key).query_async(&mut con),
-        )
-        .await?;
-        match raw.and_then(|r| serde_json::from_str::<auth::SessionData>(&r).ok()) {
-            Some(d) if d.user_id == id => out.push(SessionInfo {
+    for sid in sessions::ids_of(&state.redis, id).await? {
+        match sessions::get::<auth::SessionData>(&state.redis, &sid).await? {
+            Some((d, ttl)) if d.user_id == id => out.push(SessionInfo {
                 current: sid == caller.session_id,
                 session_id: sid,
                 created_at: d.created_at,
@@ -242,17 +218,7 @@ pub async fn list_sessions(
                 expires_in: ttl,
             }),
             // Expired: tidy the index.
-            _ => {
-                let _: i64 = store_op(
-                    Store::Redis,
-                    "end_session",
-                    redis::cmd("SREM")
-                        .arg(keys::user_sessions(id))
-                        .arg(&sid)
-                        .query_async(&mut con),
-                )
-                .await?;
-            }
+            _ => sessions::unindex(&state.redis, id, &sid).await?,
         }
     }
     out.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
@@ -348,7 +314,7 @@ pub async fn put_subscription(
     )
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Subscription {
     pub user_id: i64,
     pub plan: String,
@@ -367,18 +333,23 @@ pub async fn get_subscription(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<Subscription>> {
     let id = own(&caller, p.id)?;
-    store_op(
-        Store::Postgres,
-        "select_subscription",
-        sqlx::query_as::<_, Subscription>(
-            "SELECT user_id, plan, status, started_on, renews_on, updated_at FROM subscriptions WHERE user_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&state.pg),
-    )
-    .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found(&format!("a subscription for user {id}")))
+    subscriptions::current(&state.pg, id)
+        .await?
+        .map(|s| Json(s.into()))
+        .ok_or_else(|| ApiError::not_found(&format!("a subscription for user {id}")))
+}
+
+impl From<subscriptions::Subscription> for Subscription {
+    fn from(s: subscriptions::Subscription) -> Self {
+        Self {
+            user_id: s.user_id,
+            plan: s.plan,
+            status: s.status,
+            started_on: s.started_on,
+            renews_on: s.renews_on,
+            updated_at: s.updated_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -442,7 +413,7 @@ pub struct PaymentsQuery {
     pub before: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Payment {
     pub payment_id: Uuid,
     pub user_id: i64,
@@ -471,20 +442,22 @@ pub async fn list_payments(
 ) -> ApiResult<Json<Vec<Payment>>> {
     let id = own(&caller, p.id)?;
     let limit = limit("query.limit", q.limit)?;
-    let rows = store_op(
-        Store::Postgres,
-        "select_payments",
-        sqlx::query_as::<_, Payment>(
-            "SELECT payment_id, user_id, amount_cents, currency, method, status, paid_at FROM payments \
-             WHERE user_id = $1 AND ($2::timestamptz IS NULL OR paid_at < $2) ORDER BY paid_at DESC LIMIT $3",
-        )
-        .bind(id)
-        .bind(q.before)
-        .bind(limit)
-        .fetch_all(&state.pg),
-    )
-    .await?;
-    Ok(Json(rows))
+    let rows = payments::for_user(&state.pg, id, q.before, limit).await?;
+    Ok(Json(rows.into_iter().map(Payment::from).collect()))
+}
+
+impl From<payments::Payment> for Payment {
+    fn from(p: payments::Payment) -> Self {
+        Self {
+            payment_id: p.payment_id,
+            user_id: p.user_id,
+            amount_cents: p.amount_cents,
+            currency: p.currency,
+            method: p.method,
+            status: p.status,
+            paid_at: p.paid_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -517,7 +490,7 @@ pub async fn put_preferences(
     Ok(submit(&state, c, USER_FIELDS, V1_STATUS).await?.into_202())
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Preferences {
     pub user_id: i64,
     pub language: String,
@@ -535,18 +508,22 @@ pub async fn get_preferences(
     ValidPath(p): ValidPath<UserPath>,
 ) -> ApiResult<Json<Preferences>> {
     let id = own(&caller, p.id)?;
-    store_op(
-        Store::Postgres,
-        "select_preferences",
-        sqlx::query_as::<_, Preferences>(
-            "SELECT user_id, language, notifications, theme, updated_at FROM preferences WHERE user_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&state.pg),
-    )
-    .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found(&format!("preferences for user {id}")))
+    preferences::of_user(&state.pg, id)
+        .await?
+        .map(|p| Json(p.into()))
+        .ok_or_else(|| ApiError::not_found(&format!("preferences for user {id}")))
+}
+
+impl From<preferences::Preferences> for Preferences {
+    fn from(p: preferences::Preferences) -> Self {
+        Self {
+            user_id: p.user_id,
+            language: p.language,
+            notifications: p.notifications,
+            theme: p.theme,
+            updated_at: p.updated_at,
+        }
+    }
 }
 
 /// Publishes `user.registered` with admin=true for ADMIN_EMAIL unless that
@@ -555,15 +532,7 @@ pub async fn bootstrap_admin(state: &S) {
     let Some((email, password)) = state.config.admin.clone() else {
         return;
     };
-    let exists: Result<Option<(i64,)>, _> = store_op(
-        Store::Postgres,
-        "select_login",
-        sqlx::query_as("SELECT user_id FROM users WHERE lower(email) = lower($1)")
-            .bind(&email)
-            .fetch_optional(&state.pg),
-    )
-    .await;
-    match exists {
+    match users::find_by_email(&state.pg, &email).await {
         Ok(Some(_)) => tracing::info!("bootstrap admin already exists"),
         Ok(None) => {
             let u = RegisterUser {

@@ -9,16 +9,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
-use futures::{AsyncWriteExt, StreamExt};
-use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
-use mongodb::options::GridFsBucketOptions;
+use futures::StreamExt;
+use mongodb::bson::oid::ObjectId;
 use polystream_common::events::{
     AssetAttached, AssetKind, Command, RecommendationsRequested, Relation, Season, TitleDeleted,
     TitleKind, TitleRated, TitleUpserted, TitlesRelated, ViewRecorded,
 };
-use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
-use polystream_stores::{cache, keys, mongo, render, titles};
+use polystream_stores::{
+    assets, cache, counters, ids, keys, rankings, recommendations, relations, render, titles, views,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -108,15 +108,7 @@ pub async fn post_title(
     ValidJson(b): ValidJson<TitleBody>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let mut con = state.redis.clone();
-    let id: i64 = store_op(
-        Store::Redis,
-        "next_title_id",
-        redis::cmd("INCR")
-            .arg(keys::NEXT_TITLE_ID)
-            .query_async(&mut con),
-    )
-    .await?;
+    let id = ids::next_title_id(&state.redis).await?;
     let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
     a.title_id = Some(id);
     Ok(a.into_202())
@@ -209,27 +201,11 @@ pub async fn list_titles(
     ValidQuery(q): ValidQuery<TitlesQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let limit = limit("query.limit", q.limit)?;
-    let mut filter = doc! {};
-    if let Some(g) = q.genre {
-        filter.insert("genres", g);
-    }
-    if let Some(k) = q.kind {
-        filter.insert("kind", json_str(&k));
-    }
-    let titles = state.mongo.collection::<Document>(mongo::TITLES);
-    let docs: Vec<Document> = store_op(Store::Mongodb, "find_titles", async {
-        titles
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .limit(limit)
-            .await?
-            .try_collect_vec()
-            .await
-    })
-    .await?;
-    Ok(Json(
-        docs.into_iter().map(|d| doc_json(d, "title_id")).collect(),
-    ))
+    let filter = titles::TitleFilter {
+        genre: q.genre,
+        kind: q.kind.map(|k| json_str(&k)),
+    };
+    Ok(Json(titles::list(&state.mongo, &filter, limit).await?))
 }
 
 /// A serde enum's wire name.
@@ -238,16 +214,6 @@ fn json_str<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-trait CollectVec {
-    async fn try_collect_vec(self) -> mongodb::error::Result<Vec<Document>>;
-}
-
-impl CollectVec for mongodb::Cursor<Document> {
-    async fn try_collect_vec(self) -> mongodb::error::Result<Vec<Document>> {
-        futures::TryStreamExt::try_collect(self).await
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,16 +252,7 @@ pub async fn list_relations(
     ValidPath(p): ValidPath<TitlePath>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let id = positive("path.id", p.id)?;
-    let relations = state.mongo.collection::<Document>(mongo::TITLE_RELATIONS);
-    let docs = store_op(Store::Mongodb, "find_relations", async {
-        relations
-            .find(doc! {"title_id": id})
-            .await?
-            .try_collect_vec()
-            .await
-    })
-    .await?;
-    Ok(Json(docs.into_iter().map(|d| doc_json(d, "")).collect()))
+    Ok(Json(relations::of_title(&state.mongo, id).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -337,78 +294,37 @@ pub async fn post_asset(
         polystream_common::events::Text::SingleLine,
     )
     .map_err(|r| ApiError::field("header.content-type", r))?;
-    let titles = state.mongo.collection::<Document>(mongo::TITLES);
-    if store_op(
-        Store::Mongodb,
-        "find_title",
-        titles.find_one(doc! {"_id": id}),
-    )
-    .await?
-    .is_none()
-    {
+    if titles::get(&state.mongo, id).await?.is_none() {
         return Err(ApiError::not_found(&format!("title {id}")));
     }
     let kind = json_str(&q.kind);
     let filename = q.filename.unwrap_or_else(|| format!("{kind}-{id}"));
-    let bucket = assets_bucket(&state);
-    let mut up = store_op(
-        Store::Mongodb,
-        "gridfs_open_upload",
-        bucket
-            .open_upload_stream(&filename)
-            .metadata(doc! {"title_id": id, "kind": &kind, "content_type": &content_type}),
-    )
-    .await?;
-    let mut body = req.into_body().into_data_stream();
-    let max = state.config.max_asset_bytes;
-    // One span for the whole upload (a span per chunk would swamp the
-    // trace); its duration includes the client's sending. A client mistake
-    // is the inner error, a store failure the outer one.
-    let uploaded = store_op(Store::Mongodb, "gridfs_upload", async {
-        let mut length: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let c = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(Err(ApiError::field(
-                        "body",
-                        format!("could not read the upload: {e}"),
-                    )));
-                }
-            };
-            length += c.len() as u64;
-            if length > max {
-                return Ok(Err(ApiError::status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "Payload too large",
-                    format!("assets are limited to {max} bytes"),
-                )));
-            }
-            up.write_all(&c).await?;
-        }
-        if length == 0 {
-            return Ok(Err(ApiError::field("body", "the file is empty")));
-        }
-        up.close().await?;
-        Ok::<_, std::io::Error>(Ok(length))
-    })
-    .await;
-    let length = match uploaded {
-        Ok(Ok(length)) => length,
-        Ok(Err(client)) => {
-            let _ = store_op(Store::Mongodb, "gridfs_abort", up.abort()).await;
-            return Err(client);
-        }
-        Err(e) => {
-            let _ = store_op(Store::Mongodb, "gridfs_abort", up.abort()).await;
-            return Err(ApiError::unavailable("mongodb", e));
-        }
+    let new = assets::NewAsset {
+        title_id: id,
+        kind: &kind,
+        filename: &filename,
+        content_type: &content_type,
     };
-    let oid = up
-        .id()
-        .as_object_id()
-        .ok_or_else(|| ApiError::from(Problem::internal()))?;
+    let body = req.into_body().into_data_stream();
+    let max = state.config.max_asset_bytes;
+    let (oid, length) = match assets::upload(&state.mongo, new, body, max).await? {
+        Ok(stored) => stored,
+        Err(assets::Refused::Unreadable(e)) => {
+            return Err(ApiError::field(
+                "body",
+                format!("could not read the upload: {e}"),
+            ));
+        }
+        Err(assets::Refused::TooLarge { max }) => {
+            return Err(ApiError::status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                format!("assets are limited to {max} bytes"),
+            ));
+        }
+        Err(assets::Refused::Empty) => return Err(ApiError::field("body", "the file is empty")),
+    };
     let c = Command::AssetAttached(AssetAttached {
         title_id: id,
         asset_id: oid.to_hex(),
@@ -429,23 +345,10 @@ pub async fn post_asset(
         }
         Err(e) => {
             // Nothing refers to the blob: do not leave it behind.
-            let _ = store_op(
-                Store::Mongodb,
-                "gridfs_delete",
-                bucket.delete(Bson::ObjectId(oid)),
-            )
-            .await;
+            let _ = assets::delete(&state.mongo, oid).await;
             Err(e)
         }
     }
-}
-
-fn assets_bucket(state: &S) -> mongodb::gridfs::GridFsBucket {
-    state.mongo.gridfs_bucket(
-        GridFsBucketOptions::builder()
-            .bucket_name(mongo::ASSETS_BUCKET.to_owned())
-            .build(),
-    )
 }
 
 /// What a `Range` header asks of a `len`-byte file.
@@ -505,15 +408,6 @@ pub struct AssetPath {
     pub asset_id: String,
 }
 
-fn number(d: &Document, key: &str) -> u64 {
-    match d.get(key) {
-        Some(Bson::Int32(i)) => *i as u64,
-        Some(Bson::Int64(i)) => *i as u64,
-        Some(Bson::Double(f)) => *f as u64,
-        _ => 0,
-    }
-}
-
 /// Download an asset, with `Range` support (206/416) so trailers can be seeked.
 #[utoipa::path(get, path = "/v1/titles/{id}/assets/{asset_id}", tag = "catalog", params(AssetPath,
         ("Range" = Option<String>, Header, description = "e.g. bytes=0-1023")),
@@ -527,24 +421,10 @@ pub async fn get_asset(
     let id = positive("path.id", p.id)?;
     let oid = ObjectId::parse_str(&p.asset_id)
         .map_err(|_| ApiError::field("path.asset_id", "must be 24 hex digits"))?;
-    let files = state
-        .mongo
-        .collection::<Document>(&format!("{}.files", mongo::ASSETS_BUCKET));
-    let file = store_op(
-        Store::Mongodb,
-        "find_asset",
-        files.find_one(doc! {"_id": oid, "metadata.title_id": id}),
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(&format!("asset {} of title {id}", p.asset_id)))?;
-    let len = number(&file, "length");
-    let chunk = number(&file, "chunkSize").max(1);
-    let content_type = file
-        .get_document("metadata")
-        .ok()
-        .and_then(|m| m.get_str("content_type").ok())
-        .unwrap_or("application/octet-stream")
-        .to_owned();
+    let file = assets::find(&state.mongo, id, oid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("asset {} of title {id}", p.asset_id)))?;
+    let len = file.length;
     let range = parse_range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         len,
@@ -567,31 +447,17 @@ pub async fn get_asset(
         RangeRequest::Partial(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
     };
     let body_len = if len == 0 { 0 } else { end - start + 1 };
-    let chunks = state
-        .mongo
-        .collection::<Document>(&format!("{}.chunks", mongo::ASSETS_BUCKET));
     // The span covers opening the cursor; the chunks stream with the body.
-    let cursor = store_op(
-        Store::Mongodb,
-        "find_asset_chunks",
-        chunks
-            .find(doc! {"files_id": oid, "n": {"$gte": (start / chunk) as i64, "$lte": (end / chunk) as i64}})
-            .sort(doc! {"n": 1}),
-    )
-    .await?;
+    let cursor = assets::chunks(&state.mongo, oid, &file, start, end).await?;
     // Only the chunks that overlap the range are read, each trimmed to it.
+    let chunk_size = file.chunk_size;
     let stream = cursor.map(move |d| {
         let d = d.map_err(std::io::Error::other)?;
-        let n = number(&d, "n");
-        let data = match d.get("data") {
-            Some(Bson::Binary(b)) => b.bytes.clone(),
-            _ => return Err(std::io::Error::other("chunk without data")),
-        };
-        let first = n * chunk;
-        let from = start.saturating_sub(first) as usize;
-        let to = ((end + 1).saturating_sub(first) as usize).min(data.len());
-        Ok::<_, std::io::Error>(Bytes::from(data).slice(from.min(to)..to))
+        assets::chunk_part(&d, chunk_size, start, end)
+            .map(Bytes::from)
+            .ok_or_else(|| std::io::Error::other("chunk without data"))
     });
+    let content_type = file.content_type;
     let mut res = Response::new(Body::from_stream(stream));
     *res.status_mut() = status;
     let h = res.headers_mut();
@@ -671,25 +537,11 @@ pub struct ViewsQuery {
 
 pub async fn views(state: &S, user_id: i64, q: ViewsQuery) -> ApiResult<Vec<Value>> {
     let limit = limit("query.limit", q.limit)?;
-    let mut filter = doc! {"user_id": user_id};
-    if let Some(k) = q.kind {
-        filter.insert("kind", json_str(&k));
-    }
-    if let Some(c) = q.completed {
-        filter.insert("completed", c);
-    }
-    let views = state.mongo.collection::<Document>(mongo::VIEWS);
-    let docs = store_op(Store::Mongodb, "find_views", async {
-        views
-            .find(filter)
-            .sort(doc! {"watched_at": -1})
-            .limit(limit)
-            .await?
-            .try_collect_vec()
-            .await
-    })
-    .await?;
-    Ok(docs.into_iter().map(|d| doc_json(d, "view_id")).collect())
+    let filter = views::ViewFilter {
+        kind: q.kind.map(|k| json_str(&k)),
+        completed: q.completed,
+    };
+    Ok(views::for_user(&state.mongo, user_id, &filter, limit).await?)
 }
 
 /// A user's watch history, newest first.
@@ -755,17 +607,9 @@ pub async fn post_recommendations(
 }
 
 pub async fn recommendations(state: &S, user_id: i64) -> ApiResult<Value> {
-    store_op(
-        Store::Mongodb,
-        "find_recommendations",
-        state
-            .mongo
-            .collection::<Document>(mongo::RECOMMENDATIONS)
-            .find_one(doc! {"_id": user_id}),
-    )
-    .await?
-    .map(|d| doc_json(d, "user_id"))
-    .ok_or_else(|| ApiError::not_found(&format!("recommendations for user {user_id}")))
+    recommendations::for_user(&state.mongo, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("recommendations for user {user_id}")))
 }
 
 /// A user's latest recommendations.
@@ -818,26 +662,14 @@ pub async fn get_ranking(
     let window = keys::Window::parse(&window_name)
         .ok_or_else(|| ApiError::field("query.window", "must be day, week or all"))?;
     let now = Utc::now();
-    let key = match p.kind {
-        RankingKind::MostWatched => keys::rank_views(window, now),
-        RankingKind::TopRated => keys::rank_rating(window, now),
+    let board = match p.kind {
+        RankingKind::MostWatched => rankings::Board::MostWatched,
+        RankingKind::TopRated => rankings::Board::TopRated,
     };
-    let mut con = state.redis.clone();
-    let items: Vec<(String, f64)> = store_op(
-        Store::Redis,
-        "get_ranking",
-        redis::cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(limit - 1)
-            .arg("REV")
-            .arg("WITHSCORES")
-            .query_async(&mut con),
-    )
-    .await?;
-    let items: Vec<Value> = items
+    let items: Vec<Value> = rankings::top(&state.redis, board, window, now, limit)
+        .await?
         .into_iter()
-        .map(|(id, score)| json!({"title_id": id.parse::<i64>().ok(), "score": score}))
+        .map(|r| json!({"title_id": r.title_id, "score": r.score}))
         .collect();
     Ok(Json(
         json!({"window": window_name, "bucket": window.bucket(now), "items": items}),
@@ -849,23 +681,16 @@ pub async fn get_ranking(
     responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn get_counters(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let mut con = state.redis.clone();
-    let (hits, misses): (Option<i64>, Option<i64>) = store_op(
-        Store::Redis,
-        "get_counters",
-        redis::pipe()
-            .get(keys::CACHE_HITS)
-            .get(keys::CACHE_MISSES)
-            .query_async(&mut con),
-    )
-    .await?;
+    let c = counters::get(&state.redis).await?;
     Ok(Json(
-        json!({"cache_hits": hits.unwrap_or(0), "cache_misses": misses.unwrap_or(0)}),
+        json!({"cache_hits": c.hits, "cache_misses": c.misses}),
     ))
 }
 
 #[cfg(test)]
 mod tests {
+    use mongodb::bson::doc;
+
     use super::*;
 
     #[test]

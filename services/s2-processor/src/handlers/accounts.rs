@@ -9,10 +9,11 @@ use polystream_common::events::{
 };
 use polystream_common::instrument::{Store, store_op};
 use polystream_stores::fault::{Fault, PgClass, classify_pg, pg_fault};
+use polystream_stores::{payments, preferences, subscriptions, users};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
-use super::{Decision, ledger, pg_op, snake};
+use super::{Decision, ledger, pg_op};
 
 /// A command whose owning store is PostgreSQL.
 #[derive(Debug, Clone, Copy)]
@@ -123,78 +124,27 @@ pub fn rule_failure(w: Write<'_>, class: &PgClass) -> Decision {
 }
 
 async fn effect(con: &mut PgConnection, w: Write<'_>) -> Result<Decision, sqlx::Error> {
-    match w {
+    Ok(Decision::Completed(match w {
         Write::Register(p) => {
-            sqlx::query(
-                "INSERT INTO users (user_id, name, email, password_hash, cpf, admin)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(p.user_id)
-            .bind(p.name.trim())
-            .bind(&p.email)
-            .bind(&p.password_hash)
-            .bind(&p.cpf)
-            .bind(p.admin)
-            .execute(&mut *con)
-            .await?;
-            Ok(Decision::Completed(json!({"user_id": p.user_id})))
+            users::insert(con, p).await?;
+            json!({"user_id": p.user_id})
         }
         Write::Subscribe(p) => {
-            sqlx::query(
-                "INSERT INTO subscriptions (user_id, plan, status, started_on, renews_on)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_id) DO UPDATE SET plan = EXCLUDED.plan,
-                   status = EXCLUDED.status, started_on = EXCLUDED.started_on,
-                   renews_on = EXCLUDED.renews_on, updated_at = now()",
-            )
-            .bind(p.user_id)
-            .bind(snake(&p.plan))
-            .bind(snake(&p.status))
-            .bind(p.started_on)
-            .bind(p.renews_on)
-            .execute(&mut *con)
-            .await?;
-            Ok(Decision::Completed(json!({
+            subscriptions::upsert(con, p).await?;
+            json!({
                 "user_id": p.user_id, "plan": p.plan, "status": p.status,
                 "renews_on": p.renews_on,
-            })))
+            })
         }
         Write::Pay(p) => {
-            // Keyed by the gateway's payment id: a retried request is a no-op.
-            sqlx::query(
-                "INSERT INTO payments (payment_id, user_id, amount_cents, currency, method, status, paid_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_id) DO NOTHING",
-            )
-            .bind(p.payment_id)
-            .bind(p.user_id)
-            .bind(p.amount_cents)
-            .bind(&p.currency)
-            .bind(snake(&p.method))
-            .bind(snake(&p.status))
-            .bind(p.paid_at)
-            .execute(&mut *con)
-            .await?;
-            Ok(Decision::Completed(json!({
-                "payment_id": p.payment_id, "user_id": p.user_id, "status": p.status,
-            })))
+            payments::insert(con, p).await?;
+            json!({"payment_id": p.payment_id, "user_id": p.user_id, "status": p.status})
         }
         Write::Preferences(p) => {
-            sqlx::query(
-                "INSERT INTO preferences (user_id, language, notifications, theme)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id) DO UPDATE SET language = EXCLUDED.language,
-                   notifications = EXCLUDED.notifications, theme = EXCLUDED.theme,
-                   updated_at = now()",
-            )
-            .bind(p.user_id)
-            .bind(&p.language)
-            .bind(p.notifications)
-            .bind(snake(&p.theme))
-            .execute(&mut *con)
-            .await?;
-            Ok(Decision::Completed(json!({"user_id": p.user_id})))
+            preferences::upsert(con, p).await?;
+            json!({"user_id": p.user_id})
         }
-    }
+    }))
 }
 
 #[cfg(test)]

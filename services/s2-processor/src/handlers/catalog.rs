@@ -6,12 +6,12 @@ use polystream_common::events::{
     AssetAttached, FailureCode, TitleCacheWarmRequested, TitleDeleted, TitleUpserted, TitlesRelated,
 };
 use polystream_stores::fault::Fault;
-use polystream_stores::keys::{self, Window};
-use polystream_stores::{cache, mongo, render};
+use polystream_stores::keys;
+use polystream_stores::{assets, cache, mongo, rankings, relations, render, titles};
 use serde_json::json;
 
 use super::lookups::{find_title, unknown_title};
-use super::{Decision, Meta, Stores, bson_time, coll, mongo_op, redis_op, snake};
+use super::{Decision, Meta, Stores, bson_time, snake};
 
 pub async fn upsert(stores: &Stores, meta: Meta, p: &TitleUpserted) -> Result<Decision, Fault> {
     let db = &stores.mongo;
@@ -36,46 +36,20 @@ pub async fn upsert(stores: &Stores, meta: Meta, p: &TitleUpserted) -> Result<De
     if !has_assets {
         set.insert("assets", Bson::Array(vec![]));
     }
-    mongo_op(
-        "upsert_title",
-        coll(db, mongo::TITLES)
-            .update_one(doc! {"_id": p.title_id}, doc! {"$set": set})
-            .upsert(true),
-    )
-    .await?;
+    titles::upsert(db, p.title_id, set).await?;
     cache::delete_title(&stores.redis, p.title_id).await?;
     Ok(Decision::Completed(json!({"title_id": p.title_id})))
 }
 
 pub async fn delete(stores: &Stores, meta: Meta, p: &TitleDeleted) -> Result<Decision, Fault> {
     let db = &stores.mongo;
-    let deleted = mongo_op(
-        "delete_title",
-        coll(db, mongo::TITLES).delete_one(doc! {"_id": p.title_id}),
-    )
-    .await?
-    .deleted_count;
-    mongo_op(
-        "delete_title_relations",
-        coll(db, mongo::TITLE_RELATIONS).delete_many(
-            doc! {"$or": [{"title_id": p.title_id}, {"related_title_id": p.title_id}]},
-        ),
-    )
-    .await?;
+    let deleted = titles::delete(db, p.title_id).await?;
+    relations::delete_for_title(db, p.title_id).await?;
     cache::delete_title(&stores.redis, p.title_id).await?;
-    // Rankings must not list a title that no longer exists (past day and
-    // week buckets expire or are history anyway).
-    let mut pipe = redis::pipe();
-    for w in [Window::Day, Window::Week, Window::AllTime] {
-        pipe.zrem(keys::rank_views(w, meta.time), p.title_id)
-            .ignore();
-        pipe.zrem(keys::rank_rating(w, meta.time), p.title_id)
-            .ignore();
-    }
-    let mut con = stores.redis.clone();
-    redis_op("remove_title_rankings", pipe.query_async::<()>(&mut con)).await?;
+    // Rankings must not list a title that no longer exists.
+    rankings::remove_title(&stores.redis, p.title_id, meta.time).await?;
     Ok(Decision::Completed(
-        json!({"title_id": p.title_id, "deleted": deleted > 0}),
+        json!({"title_id": p.title_id, "deleted": deleted}),
     ))
 }
 
@@ -88,20 +62,12 @@ pub async fn relate(stores: &Stores, meta: Meta, p: &TitlesRelated) -> Result<De
     }
     let relation = snake(&p.relation);
     // Upsert by the composite id; `created_at` is the first event's time.
-    mongo_op(
-        "upsert_title_relation",
-        coll(db, mongo::TITLE_RELATIONS)
-            .update_one(
-                doc! {"_id": format!("{}:{}:{relation}", p.title_id, p.related_title_id)},
-                doc! {
-                    "$set": {
-                        "title_id": p.title_id, "related_title_id": p.related_title_id,
-                        "relation": &relation,
-                    },
-                    "$setOnInsert": {"created_at": bson_time(meta.time)},
-                },
-            )
-            .upsert(true),
+    relations::upsert(
+        db,
+        p.title_id,
+        p.related_title_id,
+        &relation,
+        bson_time(meta.time),
     )
     .await?;
     cache::delete_title(&stores.redis, p.title_id).await?;
@@ -150,12 +116,7 @@ pub async fn attach_asset(
     let Ok(oid) = ObjectId::parse_str(&p.asset_id) else {
         return Ok(missing());
     };
-    let file = mongo_op(
-        "find_asset_file",
-        coll(db, &format!("{}.files", mongo::ASSETS_BUCKET)).find_one(doc! {"_id": oid}),
-    )
-    .await?;
-    if file.is_none() {
+    if !assets::exists(db, oid).await? {
         return Ok(missing());
     }
     let entry = doc! {
@@ -174,14 +135,7 @@ pub async fn attach_asset(
         Some(i) => assets[i] = Bson::Document(entry),
         None => assets.push(Bson::Document(entry)),
     }
-    mongo_op(
-        "update_title_assets",
-        coll(db, mongo::TITLES).update_one(
-            doc! {"_id": p.title_id},
-            doc! {"$set": {"assets": assets, "updated_at": bson_time(meta.time)}},
-        ),
-    )
-    .await?;
+    titles::set_assets(db, p.title_id, assets, bson_time(meta.time)).await?;
     cache::delete_title(&stores.redis, p.title_id).await?;
     Ok(Decision::Completed(
         json!({"title_id": p.title_id, "asset_id": p.asset_id, "kind": p.kind}),

@@ -2,8 +2,8 @@
 //! published, so a redelivered event changes nothing and republishes it.
 
 use polystream_common::events::Envelope;
-use polystream_common::instrument::{Store, store_op};
-use polystream_stores::fault::{Fault, pg_fault};
+use polystream_stores::fault::Fault;
+use polystream_stores::ledger;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -12,13 +12,7 @@ use super::pg_op;
 
 /// The outcome envelope stored for an event already processed.
 pub async fn get(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault> {
-    pg_op(
-        "select_processed_event",
-        sqlx::query_scalar("SELECT outcome FROM processed_events WHERE event_id = $1")
-            .bind(event_id)
-            .fetch_optional(pg),
-    )
-    .await
+    ledger::outcome(pg, event_id).await
 }
 
 /// Records `outcome` unless the event is already recorded; `None` when it was.
@@ -27,21 +21,7 @@ pub async fn put(
     env: &Envelope<Value>,
     outcome: &Value,
 ) -> Result<Option<Value>, Fault> {
-    store_op(
-        Store::Postgres,
-        "insert_processed_event",
-        sqlx::query_scalar(
-            "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING outcome",
-        )
-        .bind(env.id)
-        .bind(&env.event_type)
-        .bind(env.correlationid)
-        .bind(outcome)
-        .fetch_optional(&mut *con),
-    )
-    .await
-    .map_err(pg_fault)
+    ledger::insert(con, env.id, &env.event_type, env.correlationid, outcome).await
 }
 
 /// Records the outcome of an event whose effects (if any) are already done —

@@ -24,16 +24,12 @@ pub mod lookups;
 use std::future::IntoFuture;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use mongodb::Collection;
-use mongodb::bson::Document;
-use mongodb::bson::{self};
+use mongodb::bson;
 use polystream_common::events::{Command, Envelope, FailureCode};
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::status::StatusStore;
-use polystream_stores::fault::{Fault, mongo_fault, pg_fault, redis_fault};
+use polystream_stores::fault::{Fault, pg_fault};
 use redis::aio::ConnectionManager;
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -117,9 +113,10 @@ pub async fn apply(
 
 // ---------------------------------------------------------------- store calls
 
-// Every store call goes through one of these: a client span and
-// `polystream_store_operation_duration_seconds{store,operation,outcome}`.
-// `op` names come from the fixed set listed in docs/observability.md.
+// Every store call is a named function in `polystream_stores` (a client span
+// and `polystream_store_operation_duration_seconds{store,operation,outcome}`,
+// `op` names from the fixed set in docs/observability.md); this wraps the
+// transaction steps (begin, commit, rollback) the accounts handler drives.
 
 pub(crate) async fn pg_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
 where
@@ -128,55 +125,9 @@ where
     store_op(Store::Postgres, op, call).await.map_err(pg_fault)
 }
 
-pub(crate) async fn mongo_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
-where
-    F: IntoFuture<Output = Result<T, mongodb::error::Error>>,
-{
-    store_op(Store::Mongodb, op, call)
-        .await
-        .map_err(mongo_fault)
-}
-
-pub(crate) async fn redis_op<T, F>(op: &'static str, call: F) -> Result<T, Fault>
-where
-    F: IntoFuture<Output = Result<T, redis::RedisError>>,
-{
-    store_op(Store::Redis, op, call).await.map_err(redis_fault)
-}
-
-/// A MongoDB query's documents (the cursor is drained inside the store call).
-pub(crate) async fn mongo_find(
-    op: &'static str,
-    c: Collection<Document>,
-    filter: Document,
-    projection: Option<Document>,
-    limit: Option<i64>,
-) -> Result<Vec<Document>, Fault> {
-    mongo_op(op, async move {
-        let mut find = c.find(filter);
-        if let Some(p) = projection {
-            find = find.projection(p);
-        }
-        if let Some(n) = limit {
-            find = find.limit(n);
-        }
-        find.await?.try_collect::<Vec<Document>>().await
-    })
-    .await
-}
-
-pub(crate) fn coll(db: &mongodb::Database, name: &str) -> Collection<Document> {
-    db.collection(name)
-}
-
 pub(crate) fn bson_time(t: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_millis(t.timestamp_millis())
 }
 
-/// A unit enum's wire name (`credit_card`), as the tables' CHECKs expect.
-pub(crate) fn snake<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
+/// A unit enum's wire name (`credit_card`), as stored.
+pub(crate) use polystream_stores::pg::wire_name as snake;

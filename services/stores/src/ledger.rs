@@ -1,0 +1,49 @@
+//! The processed-event ledger in PostgreSQL (S2): one row per event id with
+//! the outcome that was published, so a redelivered event changes nothing.
+
+use polystream_common::instrument::{Store, store_op};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::fault::{Fault, pg_fault};
+
+/// The outcome recorded for an event, if it was processed.
+pub async fn outcome(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_processed_event",
+        sqlx::query_scalar("SELECT outcome FROM processed_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
+/// Records `outcome` for an event unless one is recorded already; returns
+/// it when this call recorded it, `None` when the event was already there.
+/// Takes a connection so it commits with the effect's transaction.
+pub async fn insert(
+    con: &mut PgConnection,
+    event_id: Uuid,
+    event_type: &str,
+    correlation_id: Uuid,
+    outcome: &Value,
+) -> Result<Option<Value>, Fault> {
+    store_op(
+        Store::Postgres,
+        "insert_processed_event",
+        sqlx::query_scalar(
+            "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING outcome",
+        )
+        .bind(event_id)
+        .bind(event_type)
+        .bind(correlation_id)
+        .bind(outcome)
+        .fetch_optional(&mut *con),
+    )
+    .await
+    .map_err(pg_fault)
+}
