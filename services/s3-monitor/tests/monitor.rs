@@ -45,16 +45,8 @@ impl Fixture {
             std::mem::forget(guard);
         }
         let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
-        let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
         let http = reqwest::Client::new();
-        if let Err(e) = http
-            .get(format!("{opensearch}/_cluster/health"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
-            unreachable("OpenSearch", "opensearch", &opensearch, e);
-        }
+        let opensearch = support::opensearch(&http).await;
         let id = unique("s3t");
         let producer = producer(&brokers, "s3-test", DEFAULT_DELIVERY_TIMEOUT).unwrap();
         if let Err(e) = producer
@@ -64,28 +56,8 @@ impl Fixture {
             unreachable("Apache Kafka", "kafka", &brokers, e);
         }
         let topics = support::unique_topics(&brokers, &id, (3, 3)).await;
-        let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
-        let config = Config {
-            kafka_bootstrap_servers: brokers,
-            opensearch_url: Some(opensearch.clone()),
-            topics,
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            metrics_addr: None,
-            group_id: format!("{id}-group"),
-            // The fixture created the topics; S3 must not grow them (the dead
-            // letter's document id names its partition).
-            layout: polystream_common::config::TopicLayout {
-                partitions: 1,
-                replication: 1,
-            },
-            spool_dir,
-            spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
-            stall_after: std::time::Duration::from_secs(120),
-            index_prefix: id,
-            flow_timeout: Duration::from_secs(30),
-            bulk_max_events: 50,
-            bulk_max_wait: Duration::from_millis(200),
-        };
+        // One partition: the dead letter's document id names its partition.
+        let config = support::config(&brokers, &opensearch, topics, &id, 1);
         Self {
             config,
             opensearch,

@@ -9,11 +9,10 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use polystream_common::config::TopicLayout;
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
-use polystream_smoke_tests::{endpoints, unique, unreachable};
+use polystream_smoke_tests::{endpoints, unique};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -53,31 +52,13 @@ async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
 async fn opensearch_stopped_and_restarted_mid_run_loses_nothing() {
     let ep = endpoints();
     let http = reqwest::Client::new();
-    let os = ep.opensearch_url.clone();
-    if let Err(e) = http.get(format!("{os}/_cluster/health")).send().await {
-        unreachable("OpenSearch", "opensearch", &os, e);
-    }
+    let os = support::opensearch(&http).await;
     let id = unique("s3-outage");
     let brokers = ep.kafka_bootstrap_servers.clone();
     let topics = support::unique_topics(&brokers, &id, (3, 3)).await;
     let monitor = Monitor::start(Config {
-        kafka_bootstrap_servers: brokers.clone(),
-        opensearch_url: Some(os.clone()),
-        topics: topics.clone(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: None,
-        group_id: format!("{id}-group"),
-        layout: TopicLayout {
-            partitions: 3,
-            replication: 1,
-        },
-        spool_dir: std::env::temp_dir().join(format!("{id}-spool")),
-        spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
-        stall_after: std::time::Duration::from_secs(120),
-        index_prefix: id.clone(),
         flow_timeout: Duration::from_secs(300),
-        bulk_max_events: 50,
-        bulk_max_wait: Duration::from_millis(200),
+        ..support::config(&brokers, &os, topics.clone(), &id, 3)
     })
     .await
     .unwrap();

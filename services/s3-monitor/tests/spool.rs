@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use polystream_common::config::{StoreEndpoints, TopicLayout};
+use polystream_common::config::StoreEndpoints;
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::audit::{IndexedDoc, RawRecord, Role, build};
@@ -44,36 +44,14 @@ impl Fixture {
             std::mem::forget(guard);
         }
         let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
-        let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
         let http = reqwest::Client::new();
-        if let Err(e) = http
-            .get(format!("{opensearch}/_cluster/health"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
-            unreachable("OpenSearch", "opensearch", &opensearch, e);
-        }
+        let opensearch = support::opensearch(&http).await;
         let id = unique("s3spool");
         let topics = support::unique_topics(&brokers, &id, (3, 1)).await;
         let config = Config {
-            kafka_bootstrap_servers: brokers,
-            opensearch_url: Some(opensearch.clone()),
-            topics,
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            metrics_addr: None,
-            group_id: format!("{id}-group"),
-            layout: TopicLayout {
-                partitions: 1,
-                replication: 1,
-            },
-            spool_dir: std::env::temp_dir().join(format!("{id}-spool")),
-            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
-            stall_after: std::time::Duration::from_secs(120),
-            index_prefix: id,
             flow_timeout: Duration::from_secs(300),
-            bulk_max_events: 50,
             bulk_max_wait: Duration::from_millis(100),
+            ..support::config(&brokers, &opensearch, topics, &id, 1)
         };
         Self {
             config,
@@ -471,6 +449,7 @@ async fn a_full_spool_stops_consuming_and_committing_until_replay_frees_room() {
     fx.config.spool_max_bytes = estimate * 4;
     fx.config.bulk_max_events = 1;
     fx.config.opensearch_url = Some(dead_url());
+    fx.config.stall_after = Duration::from_secs(2);
     let producer = producer_for(&brokers);
     let total = 10;
     let mut sent = Vec::new();
@@ -536,6 +515,21 @@ async fn a_full_spool_stops_consuming_and_committing_until_replay_frees_room() {
         Some(max as f64)
     );
     assert!(fx.stored_ids().await.is_empty());
+    // Held that long, the partitions with records waiting count as stalled.
+    let stalled = eventually(30, "/ready to name a stalled partition", || async {
+        let (_, body) = fx.get(&m, "/ready").await;
+        let check = body["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "partitions")?
+            .clone();
+        (check["ok"] == false).then(|| check["error"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert!(
+        stalled.contains(&format!("partition {topic}[")) && stalled.contains("records behind"),
+        "{stalled}"
+    );
 
     // OpenSearch back: replay frees room, the held batch and the rest go in.
     m.indexer().set_url(&real).unwrap();

@@ -11,12 +11,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TraceContextExt;
-use polystream_common::config::{StoreEndpoints, TopicLayout};
+use polystream_common::config::StoreEndpoints;
 use polystream_common::events::Envelope;
 use polystream_common::kafka::{DEFAULT_DELIVERY_TIMEOUT, producer, publish};
 use polystream_s3_monitor::{Config, Monitor};
 use polystream_smoke_tests::jaeger::{Jaeger, Span, consumer_of_send};
-use polystream_smoke_tests::{env_or, unique, unreachable};
+use polystream_smoke_tests::{env_or, unique};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -26,15 +26,7 @@ use uuid::Uuid;
 async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span() {
     let jaeger = Jaeger::reachable().await;
     let http = jaeger.http.clone();
-    let opensearch = env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
-    if let Err(e) = http
-        .get(format!("{opensearch}/_cluster/health"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        unreachable("OpenSearch", "opensearch", &opensearch, e);
-    }
+    let opensearch = support::opensearch(&http).await;
     let telemetry = jaeger.export(&unique("polystream-s3-trace-test"));
 
     let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
@@ -42,24 +34,10 @@ async fn s3_continues_the_request_trace_under_both_sends_with_a_linked_bulk_span
     let topics = support::unique_topics(&brokers, &id, (1, 1)).await;
     let spool_dir = std::env::temp_dir().join(format!("{id}-spool"));
     let monitor = Monitor::start(Config {
-        kafka_bootstrap_servers: brokers.clone(),
-        opensearch_url: Some(opensearch.clone()),
-        topics: topics.clone(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: None,
-        group_id: format!("{id}-group"),
-        layout: TopicLayout {
-            partitions: 1,
-            replication: 1,
-        },
         spool_dir: spool_dir.clone(),
-        spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
-        stall_after: std::time::Duration::from_secs(120),
-        index_prefix: id.clone(),
-        flow_timeout: Duration::from_secs(30),
-        bulk_max_events: 50,
         // Long enough for both records to share one bulk request.
         bulk_max_wait: Duration::from_millis(1500),
+        ..support::config(&brokers, &opensearch, topics.clone(), &id, 1)
     })
     .await
     .unwrap();

@@ -5,6 +5,7 @@
 //! text ([`metrics_text`]); a client of S1's API ([`api`]).
 
 pub mod api;
+pub mod cli;
 pub mod jaeger;
 pub mod metrics_text;
 

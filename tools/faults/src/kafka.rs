@@ -61,25 +61,31 @@ fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
         .with_context(|| format!("a Kafka client for {brokers} (start it with `./dev up kafka`)"))
 }
 
-/// Reads a group's committed offsets without joining it.
+/// Reads a group's committed offsets without joining it. Each look uses a
+/// new client: one that lived through a broker restart kept failing its
+/// metadata requests afterwards.
 pub struct GroupWatch {
+    brokers: String,
     group: String,
     topics: Vec<String>,
-    consumer: Arc<BaseConsumer>,
 }
 
 impl GroupWatch {
     pub fn new(brokers: &str, group: &str, topics: &[String]) -> anyhow::Result<Self> {
         Ok(Self {
+            brokers: brokers.to_owned(),
             group: group.to_owned(),
             topics: topics.to_vec(),
-            consumer: Arc::new(consumer(brokers, group)?),
         })
+    }
+
+    fn client(&self) -> anyhow::Result<BaseConsumer> {
+        consumer(&self.brokers, &self.group)
     }
 
     /// The sum of `topic`'s end offsets: how many records it ever held.
     pub async fn end_total(&self, topic: &str) -> anyhow::Result<i64> {
-        let c = self.consumer.clone();
+        let c = self.client()?;
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
             let meta = c
@@ -96,7 +102,7 @@ impl GroupWatch {
 
     /// Every partition of the group's topics that is behind its end.
     pub async fn behind(&self) -> anyhow::Result<Vec<Behind>> {
-        let c = self.consumer.clone();
+        let c = self.client()?;
         let group = self.group.clone();
         let topics = self.topics.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Behind>> {
@@ -160,7 +166,8 @@ type ReaderState = (HashMap<(String, i32), i64>, HashSet<String>);
 /// Reads the run's three topics from the start, once, keeping the audit
 /// document ids their records call for.
 pub struct AuditExpectation {
-    consumer: Arc<BaseConsumer>,
+    brokers: String,
+    group: String,
     dlq: String,
     state: Arc<Mutex<ReaderState>>,
     topics: Vec<String>,
@@ -169,7 +176,8 @@ pub struct AuditExpectation {
 impl AuditExpectation {
     pub fn new(brokers: &str, id: &str, topics: &[String], dlq: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            consumer: Arc::new(consumer(brokers, &format!("{id}-audit-reader"))?),
+            brokers: brokers.to_owned(),
+            group: format!("{id}-audit-reader"),
             dlq: dlq.to_owned(),
             state: Arc::default(),
             topics: topics.to_vec(),
@@ -178,7 +186,9 @@ impl AuditExpectation {
 
     /// How many distinct audit documents the records so far call for.
     pub async fn expected(&self) -> anyhow::Result<usize> {
-        let c = self.consumer.clone();
+        // A new client each time, as for GroupWatch; reading resumes at
+        // the positions kept in `state`.
+        let c = consumer(&self.brokers, &self.group)?;
         let state = self.state.clone();
         let topics = self.topics.clone();
         let dlq = self.dlq.clone();

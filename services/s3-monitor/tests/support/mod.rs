@@ -26,3 +26,52 @@ pub async fn unique_topics(brokers: &str, id: &str, partitions: (i32, i32)) -> T
     .unwrap_or_else(|e| unreachable("Apache Kafka", "kafka", brokers, e));
     topics
 }
+
+/// The real OpenSearch's URL (`OPENSEARCH_URL`, else the local one); fails
+/// naming it when it does not answer.
+pub async fn opensearch(http: &reqwest::Client) -> String {
+    use polystream_common::config::StoreEndpoints;
+    let url =
+        polystream_smoke_tests::env_or("OPENSEARCH_URL", StoreEndpoints::LOCAL_OPENSEARCH_URL);
+    if let Err(e) = http
+        .get(format!("{url}/_cluster/health"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    {
+        unreachable("OpenSearch", "opensearch", &url, e);
+    }
+    url
+}
+
+/// S3's settings for one test run: its own topics, group, index prefix and
+/// spool; the topics were created by the test (S3 must not grow them);
+/// small bulks so tests see documents quickly. Tests override what they probe.
+pub fn config(
+    brokers: &str,
+    opensearch: &str,
+    topics: Topics,
+    id: &str,
+    partitions: i32,
+) -> polystream_s3_monitor::Config {
+    use std::time::Duration;
+    polystream_s3_monitor::Config {
+        kafka_bootstrap_servers: brokers.to_owned(),
+        opensearch_url: Some(opensearch.to_owned()),
+        topics,
+        http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: None,
+        group_id: format!("{id}-group"),
+        layout: polystream_common::config::TopicLayout {
+            partitions,
+            replication: 1,
+        },
+        spool_dir: std::env::temp_dir().join(format!("{id}-spool")),
+        spool_max_bytes: polystream_s3_monitor::config::DEFAULT_SPOOL_MAX_BYTES,
+        stall_after: Duration::from_secs(120),
+        index_prefix: id.to_owned(),
+        flow_timeout: Duration::from_secs(30),
+        bulk_max_events: 50,
+        bulk_max_wait: Duration::from_millis(200),
+    }
+}
