@@ -11,13 +11,12 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use polystream_stores::keys;
+use polystream_stores::sessions;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, State};
-use polystream_common::instrument::{Store, store_op};
 
 /// What Redis holds per session (the token is never stored).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,19 +108,14 @@ pub async fn create_session(
         last_seen: now,
     };
     let ttl = state.config.session_ttl.as_secs();
-    let mut con = state.redis.clone();
     let expires = now + chrono::Duration::seconds(ttl as i64);
-    let _: () = store_op(
-        Store::Redis,
-        "create_session",
-        redis::pipe()
-            .atomic()
-            .set_ex(keys::session(&hash), to_json(&data), ttl)
-            .sadd(keys::user_sessions(user_id), &hash)
-            .expire(keys::user_sessions(user_id), ttl as i64)
-            .zadd(keys::SESSIONS_BY_EXPIRY, &hash, expires.timestamp())
-            .ignore()
-            .query_async(&mut con),
+    sessions::create(
+        &state.redis,
+        &hash,
+        user_id,
+        &data,
+        ttl,
+        expires.timestamp(),
     )
     .await?;
     Ok((token, expires))
@@ -129,31 +123,11 @@ pub async fn create_session(
 
 /// Ends one session of `user_id`; false when there was no such session.
 pub async fn end_session(state: &State, user_id: i64, session_id: &str) -> ApiResult<bool> {
-    let mut con = state.redis.clone();
-    let key = keys::session(session_id);
-    let raw: Option<String> = store_op(
-        Store::Redis,
-        "get_session",
-        redis::cmd("GET").arg(&key).query_async(&mut con),
-    )
-    .await?;
-    let owned = raw
-        .and_then(|r| serde_json::from_str::<SessionData>(&r).ok())
+    let owned = sessions::document::<SessionData>(&state.redis, session_id)
+        .await?
         .is_some_and(|s| s.user_id == user_id);
-    let mut end = redis::pipe();
-    end.srem(keys::user_sessions(user_id), session_id).ignore();
-    if owned {
-        end.del(&key)
-            .ignore()
-            .zrem(keys::SESSIONS_BY_EXPIRY, session_id)
-            .ignore();
-    }
-    let _: () = store_op(Store::Redis, "end_session", end.query_async(&mut con)).await?;
+    sessions::end(&state.redis, user_id, session_id, owned).await?;
     Ok(owned)
-}
-
-fn to_json(d: &SessionData) -> String {
-    serde_json::to_string(d).unwrap_or_default()
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -172,15 +146,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         let hash = token_hash(token);
-        let key = keys::session(&hash);
-        let mut con = state.redis.clone();
-        let raw: Option<String> = store_op(
-            Store::Redis,
-            "get_session",
-            redis::cmd("GET").arg(&key).query_async(&mut con),
-        )
-        .await?;
-        let Some(mut data) = raw.and_then(|r| serde_json::from_str::<SessionData>(&r).ok()) else {
+        let Some(mut data) = sessions::document::<SessionData>(&state.redis, &hash).await? else {
             return Err(ApiError::unauthorized(
                 "the token is unknown or its session expired",
             ));
@@ -189,19 +155,7 @@ impl FromRequestParts<AppState> for Caller {
         data.last_seen = Utc::now();
         let ttl = state.config.session_ttl.as_secs();
         let expires = data.last_seen.timestamp() + ttl as i64;
-        let _: () = store_op(
-            Store::Redis,
-            "refresh_session",
-            redis::pipe()
-                .set_ex(&key, to_json(&data), ttl)
-                .ignore()
-                .expire(keys::user_sessions(data.user_id), ttl as i64)
-                .ignore()
-                .zadd(keys::SESSIONS_BY_EXPIRY, &hash, expires)
-                .ignore()
-                .query_async(&mut con),
-        )
-        .await?;
+        sessions::refresh(&state.redis, &hash, data.user_id, &data, ttl, expires).await?;
         Ok(Caller {
             session_id: hash,
             user_id: data.user_id,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polystream_common::metrics::Metrics;
-use polystream_stores::keys::SESSIONS_BY_EXPIRY;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -88,19 +87,7 @@ pub const SESSIONS_REFRESH: Duration = Duration::from_secs(10);
 
 /// Drops expired members and counts the rest.
 pub async fn count_sessions(redis: &ConnectionManager) -> redis::RedisResult<i64> {
-    let now = chrono::Utc::now().timestamp();
-    let mut con = redis.clone();
-    // Not a store_op: a background tick would start a new trace every time.
-    let (_, live): (i64, i64) = redis::pipe()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(SESSIONS_BY_EXPIRY)
-        .arg("-inf")
-        .arg(now)
-        .cmd("ZCARD")
-        .arg(SESSIONS_BY_EXPIRY)
-        .query_async(&mut con)
-        .await?;
-    Ok(live)
+    polystream_stores::sessions::count_live(redis, chrono::Utc::now().timestamp()).await
 }
 
 /// Keeps `polystream_sessions_active` current until the process ends.

@@ -1,9 +1,11 @@
-//! Session reads for listing a user's sessions (Redis). Creating, refreshing
-//! and ending sessions stays with S1's authentication; the session document's
-//! type is the caller's (`T`), the keys are [`crate::keys`]'.
+//! Sessions in Redis: a session document under its token's hash (expiring),
+//! the user's index of session ids, and one sorted set of expiries (counted
+//! by the active-sessions gauge). The document's type is the caller's (`T`);
+//! the keys are [`crate::keys`]'.
 
 use polystream_common::instrument::{Store, store_op};
 use redis::aio::ConnectionManager;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::fault::{Fault, redis_fault};
@@ -55,6 +57,118 @@ pub async fn unindex(con: &ConnectionManager, user_id: i64, session_id: &str) ->
     .await
     .map_err(redis_fault)?;
     Ok(())
+}
+
+/// Stores a new session for `ttl_secs`, indexed under its user and expiry.
+pub async fn create<T: Serialize>(
+    con: &ConnectionManager,
+    session_id: &str,
+    user_id: i64,
+    doc: &T,
+    ttl_secs: u64,
+    expires_at: i64,
+) -> Result<(), Fault> {
+    let mut con = con.clone();
+    store_op(
+        Store::Redis,
+        "create_session",
+        redis::pipe()
+            .atomic()
+            .set_ex(keys::session(session_id), to_json(doc), ttl_secs)
+            .sadd(keys::user_sessions(user_id), session_id)
+            .expire(keys::user_sessions(user_id), ttl_secs as i64)
+            .zadd(keys::SESSIONS_BY_EXPIRY, session_id, expires_at)
+            .ignore()
+            .query_async::<()>(&mut con),
+    )
+    .await
+    .map_err(redis_fault)
+}
+
+/// A session's document alone; `None` when it expired or cannot be read.
+pub async fn document<T: DeserializeOwned>(
+    con: &ConnectionManager,
+    session_id: &str,
+) -> Result<Option<T>, Fault> {
+    let mut con = con.clone();
+    let raw: Option<String> = store_op(
+        Store::Redis,
+        "get_session",
+        redis::cmd("GET")
+            .arg(keys::session(session_id))
+            .query_async(&mut con),
+    )
+    .await
+    .map_err(redis_fault)?;
+    Ok(parse(raw.as_deref()))
+}
+
+/// Writes back a used session with a fresh `ttl_secs` (sliding expiry).
+pub async fn refresh<T: Serialize>(
+    con: &ConnectionManager,
+    session_id: &str,
+    user_id: i64,
+    doc: &T,
+    ttl_secs: u64,
+    expires_at: i64,
+) -> Result<(), Fault> {
+    let mut con = con.clone();
+    store_op(
+        Store::Redis,
+        "refresh_session",
+        redis::pipe()
+            .set_ex(keys::session(session_id), to_json(doc), ttl_secs)
+            .ignore()
+            .expire(keys::user_sessions(user_id), ttl_secs as i64)
+            .ignore()
+            .zadd(keys::SESSIONS_BY_EXPIRY, session_id, expires_at)
+            .ignore()
+            .query_async::<()>(&mut con),
+    )
+    .await
+    .map_err(redis_fault)
+}
+
+/// Ends a session: always drops it from `user_id`'s index, and deletes the
+/// session itself only when it is that user's (`owned`).
+pub async fn end(
+    con: &ConnectionManager,
+    user_id: i64,
+    session_id: &str,
+    owned: bool,
+) -> Result<(), Fault> {
+    let mut con = con.clone();
+    let mut end = redis::pipe();
+    end.srem(keys::user_sessions(user_id), session_id).ignore();
+    if owned {
+        end.del(keys::session(session_id))
+            .ignore()
+            .zrem(keys::SESSIONS_BY_EXPIRY, session_id)
+            .ignore();
+    }
+    store_op(Store::Redis, "end_session", end.query_async::<()>(&mut con))
+        .await
+        .map_err(redis_fault)
+}
+
+/// Drops expired sessions from the expiry set and counts the live ones.
+/// Not a store span: a background tick would start a new trace every time.
+pub async fn count_live(con: &ConnectionManager, now: i64) -> redis::RedisResult<i64> {
+    let mut con = con.clone();
+    let (_, live): (i64, i64) = redis::pipe()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(keys::SESSIONS_BY_EXPIRY)
+        .arg("-inf")
+        .arg(now)
+        .cmd("ZCARD")
+        .arg(keys::SESSIONS_BY_EXPIRY)
+        .query_async(&mut con)
+        .await?;
+    Ok(live)
+}
+
+fn to_json<T: Serialize>(doc: &T) -> String {
+    serde_json::to_string(doc).unwrap_or_default()
 }
 
 fn parse<T: DeserializeOwned>(raw: Option<&str>) -> Option<T> {
