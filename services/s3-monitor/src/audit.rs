@@ -249,22 +249,45 @@ fn clean_payload(mut v: Value, root: &str) -> (Value, Vec<String>) {
     (v, removed)
 }
 
+/// An outcome's fields, read through the contract's typed outcomes (the
+/// failure code is a [`polystream_common::events::FailureCode`]). An outcome
+/// that does not decode is still audited, its fields taken as text.
 fn outcome_fields(event_type: &str, data: &Value) -> Option<OutcomeFields> {
-    let status = if event_type == Outcome::TYPES[0] {
-        "completed"
-    } else if event_type == Outcome::TYPES[1] {
-        "failed"
-    } else {
+    if !Outcome::TYPES.contains(&event_type) {
         return None;
+    }
+    let fields = match Outcome::from_data(event_type, data.clone()) {
+        Ok(Outcome::Completed(c)) => OutcomeFields {
+            status: "completed".into(),
+            command_id: Some(c.command_id.to_string()),
+            command_type: Some(c.command_type),
+            code: None,
+            reason: None,
+        },
+        Ok(Outcome::Failed(f)) => OutcomeFields {
+            status: "failed".into(),
+            command_id: Some(f.command_id.to_string()),
+            command_type: Some(f.command_type),
+            code: Some(f.code.as_str().to_owned()),
+            reason: Some(f.reason),
+        },
+        Err(_) => {
+            let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
+            OutcomeFields {
+                status: if event_type == Outcome::TYPES[0] {
+                    "completed"
+                } else {
+                    "failed"
+                }
+                .into(),
+                command_id: text("command_id"),
+                command_type: text("command_type"),
+                code: text("code"),
+                reason: text("reason"),
+            }
+        }
     };
-    let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
-    Some(OutcomeFields {
-        status: status.into(),
-        command_id: text("command_id"),
-        command_type: text("command_type"),
-        code: text("code"),
-        reason: text("reason"),
-    })
+    Some(fields)
 }
 
 fn truncated_text(body: &[u8]) -> String {
