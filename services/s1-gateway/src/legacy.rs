@@ -6,8 +6,11 @@
 //! seed's parameters onto the same domain functions the `/v1` handlers use
 //! (same validation, same events, same 503-unless-acknowledged rule) and maps
 //! the answer back. Like the original, parameters a request omits are filled
-//! with generated, plausible data, and writes answer `200` with
-//! `correlation_id` and a `status_url` under `/status/{correlation_id}`.
+//! with generated, plausible data. Every answer is a superset of the
+//! original's: writes answer `200` with its `mensagem`, the echoed object,
+//! `correlation_id` and a `status_url` under `/status/{correlation_id}`;
+//! reads are asynchronous as in the original (their result is also recorded
+//! as a final status), and `/status/{id}` carries the original's fields.
 //! Like the original, these endpoints take no token: turn them off
 //! (`LEGACY_API=false`) where that matters.
 
@@ -19,10 +22,11 @@ use polystream_common::events::{
     Command, PaymentMethod, PaymentStatus, Plan, PreferencesUpdated, RecommendationsRequested,
     SubscriptionStatus, Theme, TitleCacheWarmRequested, TitleKind,
 };
+use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::Problem;
-use polystream_common::status::CommandStatus;
+use polystream_common::status::{CommandStatus, State as StatusState};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -113,8 +117,48 @@ fn ascii(s: &str) -> String {
         .collect()
 }
 
-fn ok(a: Accepted) -> Json<Accepted> {
-    Json(a)
+/// The original's answer on top of Polystream's: `mensagem` and, when the
+/// route echoes one, the object the original echoed under `key`.
+pub fn seed_answer(a: &Accepted, mensagem: &str, echo: Option<(&str, Value)>) -> Value {
+    let mut m = match serde_json::to_value(a) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    m.insert("mensagem".into(), json!(mensagem));
+    if let Some((k, v)) = echo {
+        m.insert(k.into(), v);
+    }
+    Value::Object(m)
+}
+
+fn answer(a: &Accepted, mensagem: &str, echo: Option<(&str, Value)>) -> Json<Value> {
+    Json(seed_answer(a, mensagem, echo))
+}
+
+/// The seed's names for Polystream's enums, to echo what a client sent.
+fn plano(p: Plan) -> &'static str {
+    match p {
+        Plan::Basic => "basico",
+        Plan::Standard => "padrao",
+        Plan::Premium => "premium",
+    }
+}
+
+fn forma(m: PaymentMethod) -> &'static str {
+    match m {
+        PaymentMethod::CreditCard => "cartao_credito",
+        PaymentMethod::DebitCard => "cartao_debito",
+        PaymentMethod::Pix => "pix",
+        PaymentMethod::Boleto => "boleto",
+    }
+}
+
+fn tema(t: Theme) -> &'static str {
+    match t {
+        Theme::Light => "claro",
+        Theme::Dark => "escuro",
+        Theme::System => "sistema",
+    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -128,11 +172,11 @@ pub struct NovoUsuario {
 
 /// Seed 002: create a user (generated name, email, CPF when omitted).
 #[utoipa::path(post, path = "/usuarios", tag = "legacy (seed 002)", params(NovoUsuario),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn criar_usuario(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<NovoUsuario>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let mut g = Gen::new();
     let (first, last) = (g.pick(FIRST), g.pick(LAST));
     let tag = g.below(1_000_000_000);
@@ -146,7 +190,10 @@ pub async fn criar_usuario(
         name: q.nome.unwrap_or_else(|| format!("{first} {last}")),
         email: q
             .email
-            .unwrap_or_else(|| format!("{}.{}.{tag}@example.com", ascii(first), ascii(last))),
+            .unwrap_or_else(|| format!("{}.{}.{tag}@example.com", ascii(first), ascii(last)))
+            // Trimmed as `register` stores it, so the echo is what is stored.
+            .trim()
+            .to_owned(),
         // Without a password the account cannot log in, as in the seed.
         password: q.senha.unwrap_or_else(crate::auth::new_token),
         cpf: Some(cpf),
@@ -157,9 +204,15 @@ pub async fn criar_usuario(
         ("cpf", "query.cpf"),
         ("password_hash", "query.senha"),
     ];
-    accounts::register(&state, u, false, STATUS, &fields)
-        .await
-        .map(ok)
+    let mut echo =
+        json!({"nome": u.name, "email": u.email, "cpf": u.cpf, "data_criacao": Utc::now()});
+    let a = accounts::register(&state, u, false, STATUS, &fields).await?;
+    echo["user_id"] = json!(a.user_id);
+    Ok(answer(
+        &a,
+        "Usuário enviado para criação",
+        Some(("usuario", echo)),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -178,12 +231,12 @@ pub struct NovaAssinatura {
 
 /// Seed 002: subscribe a user (generated plan when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/assinatura", tag = "legacy (seed 002)", params(IdPath, NovaAssinatura),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn assinatura(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovaAssinatura>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
     let plan = match q.plano.as_deref().map(ascii).as_deref() {
         None => [Plan::Basic, Plan::Standard, Plan::Premium][Gen::new().below(3) as usize],
@@ -198,20 +251,26 @@ pub async fn assinatura(
         }
     };
     let today = Utc::now().date_naive();
+    let renews_on = today.checked_add_months(Months::new(1));
     let b = SubscriptionBody {
         plan,
         status: Some(SubscriptionStatus::Active),
         started_on: Some(today),
-        renews_on: today.checked_add_months(Months::new(1)),
+        renews_on,
     };
-    submit(
+    let a = submit(
         &state,
         accounts::subscription_command(id, b),
         &[("user_id", "path.id")],
         STATUS,
     )
-    .await
-    .map(ok)
+    .await?;
+    let echo = json!({"user_id": id, "plano": plano(plan), "inicio": today, "fim": renews_on});
+    Ok(answer(
+        &a,
+        "Assinatura enviada para criação",
+        Some(("assinatura", echo)),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -225,12 +284,12 @@ pub struct NovoPagamento {
 
 /// Seed 002: record a payment (generated amount and method when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/pagamento", tag = "legacy (seed 002)", params(IdPath, NovoPagamento),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn pagamento(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovoPagamento>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
     let mut g = Gen::new();
     let amount_cents = match q.valor {
@@ -271,7 +330,13 @@ pub async fn pagamento(
     )
     .await?;
     a.payment_id = Some(payment_id);
-    Ok(ok(a))
+    let echo = json!({"user_id": id, "valor": amount_cents as f64 / 100.0, "forma_pagamento": forma(method),
+        "status": "aprovado", "data_pagamento": Utc::now()});
+    Ok(answer(
+        &a,
+        "Pagamento enviado para registro",
+        Some(("pagamento", echo)),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -285,12 +350,12 @@ pub struct NovaConfig {
 
 /// Seed 002: update preferences (generated when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/config", tag = "legacy (seed 002)", params(IdPath, NovaConfig),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn config(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovaConfig>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
     let mut g = Gen::new();
     let theme = match q.tema.as_deref().map(ascii).as_deref() {
@@ -305,22 +370,27 @@ pub async fn config(
             ));
         }
     };
-    let c = Command::PreferencesUpdated(PreferencesUpdated {
+    let p = PreferencesUpdated {
         user_id: id,
         language: q
             .idioma
             .unwrap_or_else(|| g.pick(&["pt-BR", "en-US", "es-ES"]).to_owned()),
         notifications: q.notificacoes.unwrap_or(g.below(2) == 1),
         theme,
-    });
-    submit(
+    };
+    let echo = json!({"idioma": p.language, "notificacoes": p.notifications, "tema": tema(theme)});
+    let a = submit(
         &state,
-        c,
+        Command::PreferencesUpdated(p),
         &[("user_id", "path.id"), ("language", "query.idioma")],
         STATUS,
     )
-    .await
-    .map(ok)
+    .await?;
+    Ok(answer(
+        &a,
+        "Preferências enviadas para atualização",
+        Some(("config", echo)),
+    ))
 }
 
 fn kind(tipo: &str) -> Option<TitleKind> {
@@ -349,11 +419,11 @@ pub struct NovaVisualizacao {
 
 /// Seed 002: record a view (generated time and position when omitted).
 #[utoipa::path(post, path = "/historico-visualizacao", tag = "legacy (seed 002)", params(NovaVisualizacao),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn registrar_visualizacao(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<NovaVisualizacao>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     if let Some(t) = &q.tipo
         && kind(t).is_none()
     {
@@ -364,11 +434,12 @@ pub async fn registrar_visualizacao(
     }
     let mut g = Gen::new();
     let position_pct = q.posicao.unwrap_or_else(|| g.below(101) as f64);
+    let seconds_watched = q
+        .tempo_assistido
+        .unwrap_or_else(|| 60 + g.below(7000) as u32);
     let b = ViewBody {
         title_id: q.conteudo_id,
-        seconds_watched: q
-            .tempo_assistido
-            .unwrap_or_else(|| 60 + g.below(7000) as u32),
+        seconds_watched,
         position_pct,
         completed: None,
         watched_at: None,
@@ -387,7 +458,13 @@ pub async fn registrar_visualizacao(
     )
     .await?;
     a.view_id = Some(view_id);
-    Ok(ok(a))
+    let echo = json!({"user_id": q.user_id, "conteudo_id": q.conteudo_id, "titulo": q.titulo, "tipo": q.tipo,
+        "tempo_assistido": seconds_watched, "posicao": position_pct});
+    Ok(answer(
+        &a,
+        "Visualização enviada para registro",
+        Some(("visualizacao", echo)),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -405,15 +482,82 @@ pub struct FiltroHistorico {
     pub limit: Option<u32>,
 }
 
-/// Seed 002: a user's watch history, in the seed's field names.
-#[utoipa::path(get, path = "/historico-visualizacao/{user_id}", tag = "legacy (seed 002)", params(UserIdPath, FiltroHistorico),
-    responses((status = 200, body = Object), (status = 400, body = Problem)))]
-pub async fn historico(
-    State(state): State<AppState>,
-    ValidPath(p): ValidPath<UserIdPath>,
-    ValidQuery(q): ValidQuery<FiltroHistorico>,
+/// What a seed read answers: the original's asynchronous acknowledgement and
+/// Polystream's direct read together; the status URL carries the same result.
+const READ_DOC: &str = "`mensagem`, `correlation_id`, `status_url` and the read itself; not found is a final `failed` status (`code` not_found), not a 404";
+
+/// A read as the original's clients expect it: asynchronous, answered at a
+/// status URL. There is no Kafka command, so the outcome is recorded at once
+/// under a new correlation id. A missing user or title is a final `failed`
+/// status; bad input and outages stay problem answers.
+async fn seed_read(
+    state: &crate::state::State,
+    command_type: &str,
+    mensagem: &str,
+    read: ApiResult<Value>,
 ) -> ApiResult<Json<Value>> {
-    let id = positive("path.user_id", p.user_id)?;
+    let correlation_id = Uuid::now_v7();
+    polystream_common::telemetry::set_correlation_id(&tracing::Span::current(), &correlation_id);
+    let status = match read {
+        Ok(v) => read_status(correlation_id, command_type, Ok(v)),
+        Err(e) if e.0.status == 404 => read_status(
+            correlation_id,
+            command_type,
+            Err(e.0.detail.clone().unwrap_or_else(|| e.0.title.clone())),
+        ),
+        Err(e) => return Err(e),
+    };
+    store_op(Store::Redis, "record_read", state.status.record(&status)).await?;
+    let status_url = format!("{}{STATUS}/{correlation_id}", state.config.public_url);
+    Ok(Json(read_body(&status, mensagem, &status_url)))
+}
+
+/// The final status of a read: its result, or a not-found failure.
+pub fn read_status(
+    correlation_id: Uuid,
+    command_type: &str,
+    read: Result<Value, String>,
+) -> CommandStatus {
+    let mut s = CommandStatus::pending(correlation_id, command_type);
+    match read {
+        Ok(v) => {
+            s.state = StatusState::Completed;
+            s.result = Some(v);
+        }
+        Err(reason) => {
+            s.state = StatusState::Failed;
+            s.code = Some("not_found".into());
+            s.reason = Some(reason);
+        }
+    }
+    s
+}
+
+/// The answer to a seed read: the result's own fields (Polystream's direct
+/// read) plus the acknowledgement the original answered with.
+pub fn read_body(s: &CommandStatus, mensagem: &str, status_url: &str) -> Value {
+    let mut m = match &s.result {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    m.insert("mensagem".into(), json!(mensagem));
+    m.insert("correlation_id".into(), json!(s.correlation_id));
+    m.insert("status_url".into(), json!(status_url));
+    m.insert("state".into(), json!(s.state));
+    if let Some(code) = &s.code {
+        m.insert("code".into(), json!(code));
+    }
+    if let Some(reason) = &s.reason {
+        m.insert("reason".into(), json!(reason));
+    }
+    Value::Object(m)
+}
+
+async fn historico_read(
+    state: &crate::state::State,
+    id: i64,
+    q: FiltroHistorico,
+) -> ApiResult<Value> {
     let kind = match q.tipo.as_deref() {
         None => None,
         Some(t) => Some(kind(t).ok_or_else(|| {
@@ -421,7 +565,7 @@ pub async fn historico(
         })?),
     };
     let views = catalog::views(
-        &state,
+        state,
         id,
         ViewsQuery {
             kind,
@@ -430,6 +574,10 @@ pub async fn historico(
         },
     )
     .await?;
+    // Views name their user; only an empty history needs the user looked up.
+    if views.is_empty() && !polystream_stores::users::exists(&state.pg, id).await? {
+        return Err(ApiError::not_found(&format!("user {id}")));
+    }
     let tipo = |k: &Value| match k.as_str() {
         Some("movie") => json!("filme"),
         Some("series") => json!("série"),
@@ -441,9 +589,26 @@ pub async fn historico(
         .map(|v| json!({"user_id": v["user_id"], "conteudo_id": v["title_id"], "titulo": v["title"], "tipo": tipo(&v["kind"]),
             "tempo_assistido": v["seconds_watched"], "posicao": v["position_pct"], "data": v["watched_at"], "concluido": v["completed"]}))
         .collect();
-    Ok(Json(
-        json!({"user_id": id, "total": historico.len(), "historico": historico}),
-    ))
+    Ok(json!({"user_id": id, "total": historico.len(), "historico": historico}))
+}
+
+/// Seed 002: a user's watch history, in the seed's field names.
+#[utoipa::path(get, path = "/historico-visualizacao/{user_id}", tag = "legacy (seed 002)", params(UserIdPath, FiltroHistorico),
+    responses((status = 200, description = READ_DOC, body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+pub async fn historico(
+    State(state): State<AppState>,
+    ValidPath(p): ValidPath<UserIdPath>,
+    ValidQuery(q): ValidQuery<FiltroHistorico>,
+) -> ApiResult<Json<Value>> {
+    let id = positive("path.user_id", p.user_id)?;
+    let read = historico_read(&state, id, q).await;
+    seed_read(
+        &state,
+        "polystream.watch_history.read",
+        "Consulta de histórico processada",
+        read,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -454,29 +619,34 @@ pub struct GerarQuery {
 
 /// Seed 002: regenerate a user's recommendations.
 #[utoipa::path(post, path = "/recomendacoes/gerar", tag = "legacy (seed 002)", params(GerarQuery),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn gerar_recomendacoes(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<GerarQuery>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let c = Command::RecommendationsRequested(RecommendationsRequested { user_id: q.user_id });
-    submit(&state, c, &[("user_id", "query.user_id")], STATUS)
-        .await
-        .map(ok)
+    let a = submit(&state, c, &[("user_id", "query.user_id")], STATUS).await?;
+    Ok(answer(&a, "Geração de recomendações solicitada", None))
 }
 
 /// Seed 002: a user's recommendations, in the seed's field names.
 #[utoipa::path(get, path = "/recomendacoes/{user_id}", tag = "legacy (seed 002)", params(UserIdPath),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = READ_DOC, body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn recomendacoes(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<UserIdPath>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.user_id", p.user_id)?;
-    let r = catalog::recommendations(&state, id).await?;
-    Ok(Json(
-        json!({"user_id": id, "data_geracao": r["generated_at"], "itens": r["items"]}),
-    ))
+    let read = catalog::recommendations(&state, id)
+        .await
+        .map(|r| json!({"user_id": id, "data_geracao": r["generated_at"], "itens": r["items"]}));
+    seed_read(
+        &state,
+        "polystream.recommendations.read",
+        "Consulta de recomendações processada",
+        read,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -488,42 +658,54 @@ pub struct ConteudoPath {
 
 /// Seed 002: load a title into the cache.
 #[utoipa::path(post, path = "/cache/conteudo/{id}", tag = "legacy (seed 002)", params(ConteudoPath),
-    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn cachear(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<ConteudoPath>,
-) -> ApiResult<Json<Accepted>> {
+) -> ApiResult<Json<Value>> {
     let c = Command::TitleCacheWarmRequested(TitleCacheWarmRequested { title_id: p.id });
-    submit(&state, c, &[("title_id", "path.id")], STATUS)
-        .await
-        .map(ok)
+    let a = submit(&state, c, &[("title_id", "path.id")], STATUS).await?;
+    Ok(answer(
+        &a,
+        "Conteúdo enviado para cache",
+        Some(("conteudo_id", json!(p.id))),
+    ))
 }
 
 /// Seed 002: a title through the cache (`cache`: hit or miss).
 #[utoipa::path(get, path = "/cache/conteudo/{id}", tag = "legacy (seed 002)", params(ConteudoPath),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = READ_DOC, body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn ler_cache(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<ConteudoPath>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
-    let (dados, hit) = catalog::cached_title(&state, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("conteúdo {id}")))?;
-    Ok(Json(
-        json!({"conteudo_id": id, "cache": if hit { "hit" } else { "miss" }, "dados": dados}),
-    ))
+    let read = catalog::cached_title(&state, id).await.and_then(|found| {
+        let (dados, hit) = found.ok_or_else(|| ApiError::not_found(&format!("conteúdo {id}")))?;
+        Ok(json!({"conteudo_id": id, "cache": if hit { "hit" } else { "miss" }, "dados": dados}))
+    });
+    seed_read(
+        &state,
+        "polystream.title_cache.read",
+        "Consulta de conteúdo em cache processada",
+        read,
+    )
+    .await
 }
 
-/// Seed 002: a command's status (`?wait=` works here too).
+/// Seed 002: a command's status (`?wait=` works here too), as the original
+/// answered it (`status`: pendente|success|error, `message`, and once final
+/// `original_event_type` and `timestamp`) on top of Polystream's fields. An id
+/// not known (yet) is pending, as in the original.
 #[utoipa::path(get, path = "/status/{correlation_id}", tag = "legacy (seed 002)", params(StatusPath, WaitQuery),
-    responses((status = 200, body = CommandStatus), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = "`CommandStatus` plus the original's `status`, `message`, `original_event_type`, `timestamp`", body = Object),
+        (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn status(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<StatusPath>,
     ValidQuery(q): ValidQuery<WaitQuery>,
-) -> ApiResult<Json<CommandStatus>> {
-    crate::routes::status::lookup(&state, p.correlation_id, q.wait.unwrap_or(0))
+) -> ApiResult<Json<Value>> {
+    crate::routes::status::seed_lookup(&state, p.correlation_id, q.wait.unwrap_or(0))
         .await
         .map(Json)
 }
@@ -546,6 +728,76 @@ mod tests {
             );
         }
         assert_eq!(cpf_from([5, 2, 9, 9, 8, 2, 2, 4, 7]), "52998224725");
+    }
+
+    #[test]
+    fn seed_answers_keep_polystreams_fields() {
+        let a = Accepted {
+            correlation_id: Uuid::now_v7(),
+            status_url: "http://s1/status/x".into(),
+            user_id: Some(7),
+            title_id: None,
+            payment_id: None,
+            view_id: None,
+            asset_id: None,
+        };
+        let v = seed_answer(
+            &a,
+            "Usuário enviado",
+            Some(("usuario", json!({"user_id": 7}))),
+        );
+        assert_eq!(v["correlation_id"], a.correlation_id.to_string());
+        assert_eq!(v["status_url"], "http://s1/status/x");
+        assert_eq!(v["user_id"], 7);
+        assert_eq!(v["mensagem"], "Usuário enviado");
+        assert_eq!(v["usuario"]["user_id"], 7);
+        assert!(seed_answer(&a, "x", None).get("usuario").is_none());
+    }
+
+    #[test]
+    fn a_read_is_a_final_status_with_its_result_or_not_found() {
+        let id = Uuid::now_v7();
+        let ok = read_status(
+            id,
+            "polystream.recommendations.read",
+            Ok(json!({"itens": [1]})),
+        );
+        assert_eq!(ok.state, StatusState::Completed);
+        let body = read_body(&ok, "feito", "/status/x");
+        assert_eq!(
+            (
+                &body["itens"],
+                &body["mensagem"],
+                &body["status_url"],
+                &body["state"]
+            ),
+            (
+                &json!([1]),
+                &json!("feito"),
+                &json!("/status/x"),
+                &json!("completed")
+            )
+        );
+        assert_eq!(body["correlation_id"], id.to_string());
+        let missing = read_status(
+            id,
+            "polystream.title_cache.read",
+            Err("conteúdo 9 not found".into()),
+        );
+        assert!(missing.is_final());
+        assert_eq!(missing.code.as_deref(), Some("not_found"));
+        let body = read_body(&missing, "feito", "/status/x");
+        assert_eq!(
+            (&body["state"], &body["code"]),
+            (&json!("failed"), &json!("not_found"))
+        );
+    }
+
+    #[test]
+    fn echoes_use_the_seeds_words() {
+        assert_eq!(plano(Plan::Standard), "padrao");
+        assert_eq!(forma(PaymentMethod::CreditCard), "cartao_credito");
+        assert_eq!(tema(Theme::Dark), "escuro");
     }
 
     #[test]

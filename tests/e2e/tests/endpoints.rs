@@ -946,16 +946,31 @@ async fn seed_002_endpoints_persist_in_the_owning_store_read_it_back_and_leave_a
         .as_str()
         .unwrap()
         .to_owned();
+    // It is a superset: Polystream's status plus the original's fields.
     let (st, legacy) = p.get(&format!("/status/{corr}"), None).await;
     let (_, v1) = p.get(&format!("/v1/status/{corr}"), None).await;
-    assert_eq!((st, &legacy), (200, &v1));
+    assert_eq!(st, 200, "{legacy}");
     let raw: Value = serde_json::from_str(
         &s.redis_get(&format!("status:{corr}"))
             .await
             .expect("status in Redis"),
     )
     .unwrap();
-    assert_eq!(legacy, raw);
+    assert_eq!(v1, raw);
+    for (k, v) in raw.as_object().unwrap() {
+        assert_eq!(&legacy[k], v, "{k}: {legacy}");
+    }
+    assert_eq!(
+        (&legacy["status"], &legacy["original_event_type"]),
+        (&json!("success"), &raw["command_type"]),
+        "{legacy}"
+    );
+    assert_eq!(legacy["timestamp"], raw["updated_at"], "{legacy}");
+    assert_eq!(
+        trails[0].0["accepted"]["usuario"]["email"],
+        json!(email),
+        "the seed's echoed user"
+    );
     let (st, root) = p.get("/", None).await;
     assert_eq!(st, 200, "{root}");
     assert_eq!(root["legacy_api"], true, "{root}");
@@ -1137,6 +1152,7 @@ async fn failed_commands_end_failed_with_their_code_in_status_and_trail_and_chan
         (legacy["state"].as_str(), legacy["code"].as_str()),
         (Some("failed"), Some("duplicate_email"))
     );
+    assert_eq!(legacy["status"], "error", "{legacy}");
 
     for (sent, ty, code) in &failures {
         p.expect_trail(sent, ty, Some(code)).await;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::status::{CommandStatus, State as StatusState};
 use serde::Deserialize;
+use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -77,4 +78,97 @@ pub async fn lookup(state: &crate::state::State, id: Uuid, wait: u64) -> ApiResu
         });
     }
     found.ok_or_else(|| ApiError::not_found(&format!("command {id}")))
+}
+
+/// `GET /status/{id}` (seed 002): never a 404, as the original's client
+/// cannot handle one; an unknown id is still pending.
+pub async fn seed_lookup(state: &crate::state::State, id: Uuid, wait: u64) -> ApiResult<Value> {
+    match lookup(state, id, wait).await {
+        Ok(s) => Ok(seed_status(id, Some(&s))),
+        Err(e) if e.0.status == 404 => Ok(seed_status(id, None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The original's status answer on top of Polystream's [`CommandStatus`].
+pub fn seed_status(id: Uuid, found: Option<&CommandStatus>) -> Value {
+    let mut m = match found.map(serde_json::to_value) {
+        Some(Ok(Value::Object(m))) => m,
+        _ => {
+            let mut m = Map::new();
+            m.insert("correlation_id".into(), json!(id));
+            m.insert("state".into(), json!(StatusState::Pending));
+            m
+        }
+    };
+    let (status, message) = match found {
+        Some(s) if s.state == StatusState::Completed => {
+            ("success", "Processamento concluído com sucesso".to_owned())
+        }
+        Some(s) if s.state == StatusState::Failed => (
+            "error",
+            format!(
+                "Erro no processamento: {}",
+                s.reason.as_deref().unwrap_or("motivo desconhecido")
+            ),
+        ),
+        _ => ("pendente", "Processamento em andamento".to_owned()),
+    };
+    m.insert("status".into(), json!(status));
+    m.insert("message".into(), json!(message));
+    if let Some(s) = found.filter(|s| s.is_final()) {
+        m.insert("original_event_type".into(), json!(s.command_type));
+        m.insert("timestamp".into(), json!(s.updated_at));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn seed_status_is_a_superset_of_polystreams() {
+        let id = Uuid::now_v7();
+        let unknown = seed_status(id, None);
+        assert_eq!(unknown["status"], "pendente");
+        assert_eq!(unknown["message"], "Processamento em andamento");
+        assert_eq!(unknown["correlation_id"], id.to_string());
+        assert!(unknown.get("original_event_type").is_none());
+
+        let pending = CommandStatus::pending(id, "polystream.user.registered.v1");
+        let v = seed_status(id, Some(&pending));
+        assert_eq!(
+            (&v["status"], &v["state"]),
+            (&json!("pendente"), &json!("pending"))
+        );
+        assert!(v.get("timestamp").is_none());
+
+        let mut done = pending.clone();
+        done.state = StatusState::Completed;
+        done.result = Some(json!({"user_id": 7}));
+        let v = seed_status(id, Some(&done));
+        let plain = serde_json::to_value(&done).unwrap();
+        for (k, val) in plain.as_object().unwrap() {
+            assert_eq!(&v[k], val, "{k}");
+        }
+        assert_eq!(v["status"], "success");
+        assert_eq!(v["original_event_type"], "polystream.user.registered.v1");
+        assert_eq!(v["timestamp"], plain["updated_at"]);
+
+        let mut failed = pending;
+        failed.state = StatusState::Failed;
+        failed.code = Some("unknown_user".into());
+        failed.reason = Some("user 9 does not exist".into());
+        let v = seed_status(id, Some(&failed));
+        assert_eq!(v["status"], "error");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("user 9 does not exist")
+        );
+        assert_eq!(v["code"], "unknown_user");
+    }
 }

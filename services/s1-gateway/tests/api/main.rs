@@ -10,3 +10,4 @@ mod input;
 mod legacy;
 mod observability;
 mod platform;
+mod seed_replay;
