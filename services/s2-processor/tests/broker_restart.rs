@@ -19,8 +19,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::{Env, unique_id};
 use uuid::Uuid;
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
-
 fn dev(args: &[&str]) {
     // At run time: the target dir is shared between checkouts.
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../..");
@@ -81,15 +79,8 @@ async fn a_broker_restart_under_load_stalls_no_partition() {
     // up behind each other far past the backlog at which fetching pauses.
     let users: Vec<i64> = (0..3).map(|_| unique_id()).collect();
     for &uid in &users {
-        t.send(&Command::UserRegistered(UserRegistered {
-            user_id: uid,
-            name: format!("User {uid}"),
-            email: format!("u{uid}@example.com"),
-            password_hash: HASH.into(),
-            cpf: None,
-            admin: false,
-        }))
-        .await;
+        t.send(&support::registration(uid, &format!("User {uid}")))
+            .await;
     }
     const PER_USER: i64 = 900;
     for chunk in 0..(PER_USER / 100) {

@@ -10,25 +10,13 @@ mod support;
 
 use std::time::Duration;
 
-use polystream_common::events::{Command, UserRegistered};
+use polystream_common::events::Command;
 use polystream_smoke_tests::metrics_text::sample;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
-use support::{Env, unique_id, unique_name};
-
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+use support::{Env, unique_id};
 
 fn register(user_id: i64, name: &str) -> Command {
-    Command::UserRegistered(UserRegistered {
-        user_id,
-        name: name.into(),
-        email: format!("poison-{user_id}@example.com"),
-        password_hash: HASH.into(),
-        cpf: None,
-        admin: false,
-    })
+    support::registration(user_id, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -98,36 +86,16 @@ async fn a_nul_in_a_name_is_dead_lettered_and_the_16_registrations_after_it_comp
     );
 
     // Dead-lettered unchanged, with invalid_data as the reason.
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            &t.config.stores.kafka_bootstrap_servers,
-        )
-        .set("group.id", unique_name("s2t-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&t.config.topics.dead_letter]).unwrap();
+    let dlq = t.dead_letters();
     let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
         .await
         .expect("a dead letter within 60s")
         .unwrap();
     assert_eq!(m.payload(), Some(poison_bytes.as_slice()));
     assert_eq!(m.key(), Some(key.as_bytes()));
-    let reason = m
-        .headers()
-        .unwrap()
-        .iter()
-        .find(|h| h.key == "dlq_reason")
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap();
+    let reason = support::header(&m, "dlq_reason").unwrap();
     assert!(reason.contains("data.name"), "{reason}");
-    let metrics = support::get_metrics(&format!("http://{}/metrics", p.http_addr))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::metrics_text(p.http_addr).await;
     assert_eq!(
         sample(
             &metrics,

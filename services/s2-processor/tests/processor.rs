@@ -12,25 +12,20 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::GridFsBucketOptions;
 use polystream_common::events::*;
 use polystream_smoke_tests::metrics_text::{exemplar_lines, sample};
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use serde_json::{Value, json};
 use support::{Env, cpf, unique_id, unique_name};
 use uuid::Uuid;
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
-
 fn register(user_id: i64, email: &str, cpf: Option<String>) -> Command {
-    Command::UserRegistered(UserRegistered {
-        user_id,
-        name: format!("User {user_id}"),
-        email: email.into(),
-        password_hash: HASH.into(),
-        cpf,
-        admin: false,
-    })
+    match support::registration(user_id, &format!("User {user_id}")) {
+        Command::UserRegistered(r) => Command::UserRegistered(UserRegistered {
+            email: email.into(),
+            cpf,
+            ..r
+        }),
+        other => other,
+    }
 }
 
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -585,29 +580,14 @@ async fn poison_events_are_dead_lettered_and_the_partition_moves_on() {
     assert_eq!(status.code.as_deref(), Some("invalid_event"), "{status:?}");
     assert!(status.reason.unwrap().contains("data.stars"));
 
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            &t.config.stores.kafka_bootstrap_servers,
-        )
-        .set("group.id", unique_name("s2t-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&t.config.topics.dead_letter]).unwrap();
+    let dlq = t.dead_letters();
     let mut got = Vec::new();
     while got.len() < poison.len() {
         let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
             .await
             .expect("dead letters within 60s")
             .unwrap();
-        let h = |name: &str| {
-            m.headers()
-                .unwrap()
-                .iter()
-                .find(|h| h.key == name)
-                .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-        };
+        let h = |name: &str| support::header(&m, name);
         assert_eq!(
             h("dlq_source_topic").as_deref(),
             Some(t.config.topics.user_events.as_str())
@@ -629,11 +609,7 @@ async fn poison_events_are_dead_lettered_and_the_partition_moves_on() {
             .expect("the original bytes are dead-lettered unchanged");
         assert!(r.contains(reason), "{r:?} should contain {reason:?}");
     }
-    let metrics = support::get_metrics(&format!("http://{}/metrics", p.http_addr))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::metrics_text(p.http_addr).await;
     for reason in [
         "not_an_envelope",
         "unsupported_envelope",

@@ -9,12 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use polystream_common::events::*;
 use polystream_smoke_tests::metrics_text::sample;
 use serde_json::Value;
 use support::{Env, unique_id};
-
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
 
 async fn ready(addr: std::net::SocketAddr) -> (u16, Value) {
     let r = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
@@ -47,14 +44,7 @@ async fn a_partition_waiting_past_the_window_is_reported_stalled_until_it_moves(
     proxy.cut();
     let uid = unique_id();
     let reg = t
-        .send(&Command::UserRegistered(UserRegistered {
-            user_id: uid,
-            name: format!("User {uid}"),
-            email: format!("u{uid}@example.com"),
-            password_hash: HASH.into(),
-            cpf: None,
-            admin: false,
-        }))
+        .send(&support::registration(uid, &format!("User {uid}")))
         .await;
     let topic = t.config.topics.user_events.clone();
     let group = t.config.group_id.clone();

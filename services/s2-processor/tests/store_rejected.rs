@@ -12,13 +12,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use polystream_common::events::*;
 use polystream_smoke_tests::metrics_text::sample;
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
-use support::{Env, unique_id, unique_name};
-
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+use support::{Env, unique_id};
 
 fn subscription(user_id: i64, started_on: NaiveDate) -> Command {
     Command::SubscriptionChanged(SubscriptionChanged {
@@ -37,15 +32,8 @@ async fn a_command_the_store_rejects_fails_is_dead_lettered_and_the_partition_mo
     config.permanent_attempts = 2;
     let p = t.start_with(config).await;
     let uid = unique_id();
-    t.expect_completed(&Command::UserRegistered(UserRegistered {
-        user_id: uid,
-        name: format!("User {uid}"),
-        email: format!("u{uid}@example.com"),
-        password_hash: HASH.into(),
-        cpf: None,
-        admin: false,
-    }))
-    .await;
+    t.expect_completed(&support::registration(uid, &format!("User {uid}")))
+        .await;
 
     // 5000 BC is a valid chrono date the contract accepts, but before
     // PostgreSQL's DATE range: SQLSTATE 22008, the same request every time.
@@ -99,28 +87,12 @@ async fn a_command_the_store_rejects_fails_is_dead_lettered_and_the_partition_mo
     assert_eq!(again.data, out.data);
 
     // The record went to the dead-letter topic once, unchanged, saying why.
-    let dlq: StreamConsumer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            &t.config.stores.kafka_bootstrap_servers,
-        )
-        .set("group.id", unique_name("s2t-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&t.config.topics.dead_letter]).unwrap();
+    let dlq = t.dead_letters();
     let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
         .await
         .expect("a dead letter within 60s")
         .unwrap();
-    let header = |name: &str| {
-        m.headers()
-            .unwrap()
-            .iter()
-            .find(|h| h.key == name)
-            .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
-    };
-    let why = header("dlq_reason").unwrap();
+    let why = support::header(&m, "dlq_reason").unwrap();
     assert!(
         why.starts_with("store_rejected: postgresql: SQLSTATE 22008"),
         "{why}"
@@ -134,11 +106,7 @@ async fn a_command_the_store_rejects_fails_is_dead_lettered_and_the_partition_mo
         "the redelivery is not dead-lettered again"
     );
 
-    let metrics = support::get_metrics(&format!("http://{}/metrics", p.http_addr))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::metrics_text(p.http_addr).await;
     assert_eq!(
         sample(
             &metrics,

@@ -431,3 +431,53 @@ pub async fn get_metrics(url: &str) -> reqwest::Response {
         .await
         .unwrap()
 }
+
+/// A valid argon2id PHC string (the processor never checks the hash itself).
+pub const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+/// A registration of `user_id` named `name`, with an email from its id.
+pub fn registration(user_id: i64, name: &str) -> Command {
+    Command::UserRegistered(polystream_common::events::UserRegistered {
+        user_id,
+        name: name.into(),
+        email: format!("u{user_id}@example.com"),
+        password_hash: HASH.into(),
+        cpf: None,
+        admin: false,
+    })
+}
+
+impl Env {
+    /// A fresh reader of the test's dead-letter topic, from its beginning.
+    pub fn dead_letters(&self) -> StreamConsumer {
+        let dlq: StreamConsumer = ClientConfig::new()
+            .set(
+                "bootstrap.servers",
+                &self.config.stores.kafka_bootstrap_servers,
+            )
+            .set("group.id", unique_name("s2t-dlq-reader"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        dlq.subscribe(&[&self.config.topics.dead_letter]).unwrap();
+        dlq
+    }
+}
+
+/// A header of a record as text.
+pub fn header<M: Message>(m: &M, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The processor's `/metrics` text (OpenMetrics).
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    get_metrics(&format!("http://{addr}/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
