@@ -37,13 +37,7 @@ impl Fixture {
     async fn new() -> Self {
         // The tracing layers the binary installs (without span export), so
         // spans continue the producers' traces as in production.
-        let mut telemetry =
-            polystream_common::telemetry::TelemetryConfig::local("polystream-s3-monitor-test");
-        telemetry.test_writer = true;
-        if let Ok(guard) = polystream_common::telemetry::init_with(telemetry) {
-            // Nothing is exported, so there is nothing to flush.
-            std::mem::forget(guard);
-        }
+        support::init_telemetry("polystream-s3-monitor-test");
         let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
         let http = reqwest::Client::new();
         let opensearch = support::opensearch(&http).await;

@@ -4,6 +4,7 @@
 //! outage (cargo runs test binaries one after another).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // the shared support, partly used here
 mod support;
 
 use std::process::Command;

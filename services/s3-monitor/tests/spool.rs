@@ -36,13 +36,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         // S3's logs in the test output (shown on failure).
-        let mut telemetry =
-            polystream_common::telemetry::TelemetryConfig::local("polystream-s3-spool-test");
-        telemetry.test_writer = true;
-        if let Ok(guard) = polystream_common::telemetry::init_with(telemetry) {
-            // Nothing is exported, so there is nothing to flush.
-            std::mem::forget(guard);
-        }
+        support::init_telemetry("polystream-s3-spool-test");
         let brokers = env_or("KAFKA_BOOTSTRAP_SERVERS", StoreEndpoints::LOCAL_KAFKA);
         let http = reqwest::Client::new();
         let opensearch = support::opensearch(&http).await;

@@ -6,6 +6,7 @@
 //! to Jaeger.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // the shared support, partly used here
 mod support;
 
 use std::time::{Duration, Instant};

@@ -75,3 +75,15 @@ pub fn config(
         bulk_max_wait: Duration::from_millis(200),
     }
 }
+
+/// The tracing layers the binary installs, without span export, logging
+/// through the test harness (shown for failed tests only), so spans continue
+/// the producers' traces as in production. A second call keeps the first.
+pub fn init_telemetry(service: &str) {
+    let mut telemetry = polystream_common::telemetry::TelemetryConfig::local(service);
+    telemetry.test_writer = true;
+    if let Ok(guard) = polystream_common::telemetry::init_with(telemetry) {
+        // Nothing is exported, so there is nothing to flush.
+        std::mem::forget(guard);
+    }
+}
