@@ -607,10 +607,15 @@ async fn children_deleted_or_edited_by_hand_are_restored() {
     run.stop().await;
 }
 
-/// The API server's audit log (`./dev up kube_apiserver` writes every write request to it).
+/// The API server's audit log (`./dev up kube_apiserver` writes every write
+/// request to it; `./dev env` exports its path as `KUBE_AUDIT_LOG`).
 fn audit_log_path() -> String {
-    let home = std::env::var("HOME").expect("HOME is not set");
-    format!("{home}/.local/state/polystream/logs/kube-audit.log")
+    std::env::var("KUBE_AUDIT_LOG").unwrap_or_else(|_| {
+        panic!(
+            "KUBE_AUDIT_LOG is not set: run the tests with the local servers' settings \
+             (`source <(./dev env)`, or `./dev test`), after `./dev up kube_apiserver`"
+        )
+    })
 }
 
 /// The audit log's current length: where a later [`audited_writes`] starts reading.

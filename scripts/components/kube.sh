@@ -180,7 +180,11 @@ kube_apiserver_version() { echo "$KUBE_VERSION"; }
 kube_apiserver_installed() { pkg_installed kubernetes "$KUBE_VERSION"; }
 kube_apiserver_install() { kube_build; }
 kube_apiserver_addr() { echo "https://127.0.0.1:$KUBE_APISERVER_PORT"; }
-kube_apiserver_env() { echo "KUBECONFIG=$(kube_kubeconfig)"; }
+kube_apiserver_env() {
+  echo "KUBECONFIG=$(kube_kubeconfig)"
+  # Every write request, for the tests that count the operator's writes.
+  echo "KUBE_AUDIT_LOG=$PS_LOGS/kube-audit.log"
+}
 
 kube_apiserver_start() {
   local dir pki

@@ -70,9 +70,11 @@ pub struct Cli {
     pub keep: bool,
 }
 
+/// Where `./dev` keeps its state: the same rule as scripts/lib/common.sh.
 fn state_dir() -> PathBuf {
     std::env::var_os("POLYSTREAM_STATE_DIR")
         .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|x| PathBuf::from(x).join("polystream")))
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/polystream"))
         })
