@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -208,24 +207,7 @@ fn outcome(
     e
 }
 
-/// Polls `f` until it returns `Some`, failing with `what` after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use support::eventually;
 
 fn spooled_docs(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
