@@ -37,10 +37,10 @@ impl Check {
 impl Check {
     /// Kafka answers a metadata request (run off the async threads: the
     /// client call blocks).
-    pub fn kafka(client: rdkafka::producer::FutureProducer) -> Self {
+    pub fn kafka(publisher: impl crate::kafka::Deliver + Send + Sync + 'static) -> Self {
         use rdkafka::producer::Producer;
         Self::new("kafka", move || {
-            let client = client.clone();
+            let client = publisher.producer();
             async move {
                 tokio::task::spawn_blocking(move || {
                     client

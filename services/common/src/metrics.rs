@@ -139,6 +139,12 @@ pub struct StoreLabels {
     pub outcome: String,
 }
 
+/// `polystream_kafka_producer_replaced_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplacedLabels {
+    pub messaging_system: String,
+}
+
 /// The families the common helpers record into, one set per process.
 pub struct Shared {
     pub http_server_duration: LatencyFamily<HttpLabels>,
@@ -150,6 +156,8 @@ pub struct Shared {
     /// 1 while a partition is stalled (see [`crate::progress`]).
     pub partition_stalled: Family<LagLabels, Gauge>,
     pub store_duration: LatencyFamily<StoreLabels>,
+    /// Producers replaced by [`crate::kafka::Publisher`].
+    pub producer_replaced: Family<ReplacedLabels, Counter>,
 }
 
 static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
@@ -161,6 +169,7 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
     consumer_lag: Family::default(),
     partition_stalled: Family::default(),
     store_duration: latency_family(),
+    producer_replaced: Family::default(),
 });
 
 /// The process-wide shared families.
@@ -171,6 +180,9 @@ pub fn shared() -> &'static Shared {
 /// Shows a producer's topic on dashboards before its first send
 /// (`messaging_client_sent_messages_total{error_type=""} 0`).
 pub fn preregister_producer(topic: &str) {
+    let _ = shared().producer_replaced.get_or_create(&ReplacedLabels {
+        messaging_system: "kafka".into(),
+    });
     let _ = shared().sent_messages.get_or_create(&SentLabels {
         messaging_system: "kafka".into(),
         messaging_destination_name: topic.into(),
@@ -271,6 +283,11 @@ impl Metrics {
             "messaging_client_sent_messages",
             "Messages sent to Kafka (error_type empty = acknowledged)",
             shared().sent_messages.clone(),
+        );
+        self.registry.register(
+            "polystream_kafka_producer_replaced",
+            "Kafka producers replaced after a window without any acknowledgement (a wedged client)",
+            shared().producer_replaced.clone(),
         );
         self
     }

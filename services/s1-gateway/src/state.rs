@@ -5,7 +5,6 @@ use std::sync::Arc;
 use mongodb::Database;
 use polystream_common::kafka;
 use polystream_common::status::StatusStore;
-use rdkafka::producer::FutureProducer;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -18,7 +17,7 @@ pub struct State {
     pub pg: PgPool,
     pub mongo: Database,
     pub redis: ConnectionManager,
-    pub producer: FutureProducer,
+    pub producer: kafka::Publisher,
     pub status: StatusStore,
     pub metrics: S1Metrics,
     /// What `/metrics` serves.
@@ -46,7 +45,7 @@ impl State {
         let redis = ConnectionManager::new(client.clone())
             .await
             .with_context(|| format!("Redis is not reachable at {}", s.redis_url))?;
-        let producer = kafka::producer(
+        let producer = kafka::publisher(
             &s.kafka_bootstrap_servers,
             "s1-gateway",
             config.kafka_ack_timeout,

@@ -168,6 +168,7 @@ pub async fn run(
 ) {
     let mut workers: HashMap<PartitionKey, (Arc<Lane>, mpsc::UnboundedSender<Incoming>)> =
         HashMap::new();
+    let mut errors = polystream_common::kafka::ConsumerErrors::default();
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let stop = stopped(shutdown);
@@ -194,10 +195,9 @@ pub async fn run(
                         polystream_common::metrics::record_consumed(m.topic(), &pipeline.group);
                         Incoming::from_message(&m, &pipeline.group)
                     }
+                    // No pause here: see `kafka::ConsumerErrors`.
                     Err(e) => {
-                        tracing::warn!(error = %e, "Kafka consumer error");
-                        // librdkafka reconnects by itself; do not spin meanwhile.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        errors.record(&e);
                         continue;
                     }
                 };

@@ -186,7 +186,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ep.kafka_bootstrap_servers
         )
     })?;
-    let producer = polystream_common::kafka::producer(
+    let producer = polystream_common::kafka::publisher(
         &ep.kafka_bootstrap_servers,
         "s2-processor",
         polystream_common::kafka::DEFAULT_DELIVERY_TIMEOUT,
@@ -293,7 +293,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 fn router(
     stores: Stores,
-    producer: rdkafka::producer::FutureProducer,
+    producer: polystream_common::kafka::Publisher,
     progress: &Arc<Progress>,
 ) -> Router {
     let s = stores.clone();

@@ -20,7 +20,6 @@ use polystream_common::status::{CommandStatus, State};
 use polystream_common::telemetry::set_correlation_id;
 use rdkafka::Message;
 use rdkafka::message::Headers;
-use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -120,7 +119,7 @@ pub fn parse(payload: Option<&[u8]>) -> Result<(Envelope<Value>, Command), Poiso
 
 pub struct Pipeline {
     pub stores: Stores,
-    pub producer: FutureProducer,
+    pub producer: kafka::Publisher,
     pub topics: Topics,
     /// CloudEvents `source` of the outcomes.
     pub source: String,

@@ -86,6 +86,7 @@ pub async fn consume(
     let wait = state.config.bulk_max_wait;
     let mut batch: Vec<Received> = Vec::with_capacity(max);
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut errors = polystream_common::kafka::ConsumerErrors::default();
     loop {
         let until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -106,14 +107,28 @@ pub async fn consume(
                         deadline = None;
                     }
                 }
+                // No pause here: see `kafka::ConsumerErrors`.
                 Err(e) => {
-                    tracing::warn!(error = %e, "Kafka consume error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    errors.record(&e);
                 }
             },
         }
     }
     flush(&state, &consumer, batch).await;
+    // The last batch's offsets reach the broker before the process exits.
+    let consumer = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+    match committed {
+        Ok(Ok(()))
+        | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        ))) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "final offset commit failed; the last batch may be redelivered")
+        }
+        Err(e) => tracing::warn!(error = %e, "final offset commit task failed"),
+    }
 }
 
 fn role_of(state: &State, topic: &str) -> Role {
@@ -173,18 +188,12 @@ async fn flush(state: &Arc<State>, consumer: &Arc<MonitorConsumer>, batch: Vec<R
             tracing::warn!(error = %e, topic, partition, "cannot build offset commit");
         }
     }
-    // Synchronous (off the async threads), so the last batch's commit is not
-    // lost at shutdown. A failed commit only means redelivery, which the
+    // Stored, not committed: the client commits stored offsets in the
+    // background (see `kafka::consumer_with_lag` for why never
+    // synchronously here). A failed store only means redelivery, which the
     // document ids make harmless.
-    let consumer = consumer.clone();
-    let committed =
-        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
-    match committed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "offset commit failed; the batch may be redelivered")
-        }
-        Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        tracing::warn!(error = %e, "cannot store offsets; the batch may be redelivered");
     }
     // The records' spans end here: processing covers the wait for durability.
     drop(batch);

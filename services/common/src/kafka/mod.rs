@@ -22,6 +22,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::events::{Envelope, headers};
 
+mod publisher;
+pub use publisher::{Deliver, Publisher};
+
 /// A producer whose acknowledged sends are durable: every in-sync replica has
 /// the record, and retries cannot duplicate or reorder it. librdkafka gives up
 /// on a record after `delivery_timeout`; a caller that answers "not stored"
@@ -47,6 +50,19 @@ pub fn producer(
 
 /// How long a processor keeps retrying a send before reporting it failed.
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Publisher`] over [`producer`]'s settings, replaced when three
+/// delivery timeouts in a row pass without one acknowledgement.
+pub fn publisher(
+    bootstrap: &str,
+    client_id: &str,
+    delivery_timeout: Duration,
+) -> Result<Publisher, KafkaError> {
+    let (bootstrap, id) = (bootstrap.to_owned(), client_id.to_owned());
+    Publisher::new(client_id, delivery_timeout * 3, move || {
+        producer(&bootstrap, &id, delivery_timeout)
+    })
+}
 
 /// A consumer in `group` that never commits on its own: offsets are committed
 /// by the caller once an event's effects are durable.
@@ -85,7 +101,7 @@ pub type ExtraHeaders<'a> = &'a [(&'a str, &'a str)];
 /// sent instead of the span's context: the caller forwards that trace on
 /// purpose (S2 without a tracing pipeline, tests that fix the trace id).
 pub async fn publish<D: Serialize>(
-    producer: &FutureProducer,
+    producer: &impl Deliver,
     topic: &str,
     key: &str,
     envelope: &Envelope<D>,
@@ -115,7 +131,7 @@ pub async fn publish<D: Serialize>(
                 trace_headers(&span.context())
             };
             send_in(
-                producer,
+                &producer.producer(),
                 topic,
                 Some(key.as_bytes()),
                 &payload,
@@ -128,6 +144,7 @@ pub async fn publish<D: Serialize>(
         Err(e) => Err(e.into()),
     };
     finish_send(topic, &span, start.elapsed(), &result);
+    producer.delivered(&result);
     result
 }
 
@@ -139,7 +156,7 @@ pub async fn publish<D: Serialize>(
 /// given ones stay, so a forwarded trace is not cut) and the producer
 /// metrics. For records that are not envelopes, e.g. dead letters.
 pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
-    producer: &FutureProducer,
+    producer: &impl Deliver,
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
@@ -148,8 +165,18 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
     let span = send_span(topic);
     let start = std::time::Instant::now();
     let trace = trace_headers(&span.context());
-    let result = send_in(producer, topic, key, payload, headers, &trace, &span).await;
+    let result = send_in(
+        &producer.producer(),
+        topic,
+        key,
+        payload,
+        headers,
+        &trace,
+        &span,
+    )
+    .await;
     finish_send(topic, &span, start.elapsed(), &result);
+    producer.delivered(&result);
     result
 }
 
@@ -359,14 +386,80 @@ fn header_of<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a s
 /// statistics (those only cover partitions this client is fetching).
 pub type LagContext = rdkafka::consumer::DefaultConsumerContext;
 
-/// A group consumer with [`consumer`]'s settings; pair it with
-/// [`crate::progress::poll`] for lag and stall reports.
+/// A group consumer that commits in the background what the caller stored
+/// with `store_offsets` once the records' effects are durable (and nothing
+/// else); pair it with [`crate::progress::poll`] for lag and stall reports.
+///
+/// The commit never blocks the receive loop: a synchronous commit issued
+/// while the group is rejoining after a broker restart waits for a
+/// coordinator the client only finds again once the loop serves the
+/// rebalance, so the loop and the group wait on each other for good.
+/// Commit synchronously (`commit_consumer_state`) only at shutdown.
 pub fn consumer_with_lag(
     bootstrap: &str,
     group: &str,
     client_id: &str,
 ) -> Result<StreamConsumer<LagContext>, KafkaError> {
-    consumer_config(bootstrap, group, client_id).create_with_context(LagContext::default())
+    consumer_config(bootstrap, group, client_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .create_with_context(LagContext::default())
+}
+
+/// Logs a group consumer's errors without slowing its receive loop.
+///
+/// While brokers are unreachable librdkafka queues an error event for every
+/// failed connection attempt, ahead of the rebalance events it needs the
+/// application to serve once the brokers are back. A loop that pauses after
+/// each error drains that backlog slowly, and the group waits for it in
+/// `wait-assign-call`: after a long outage for minutes, the partitions
+/// stalled meanwhile (found by the fault suite). So errors are only logged,
+/// the first at once and then one summary per window, and the loop goes on
+/// at once: the client reconnects by itself, and an empty queue makes the
+/// next receive wait, so nothing spins.
+#[derive(Debug)]
+pub struct ConsumerErrors {
+    window: Duration,
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Default for ConsumerErrors {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10))
+    }
+}
+
+impl ConsumerErrors {
+    /// Logs at most one line per `window`.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            last_logged: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Records `error`; logs it unless a line was logged within the window.
+    /// Returns whether it logged.
+    pub fn record(&mut self, error: &KafkaError) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < self.window)
+        {
+            self.suppressed += 1;
+            return false;
+        }
+        tracing::warn!(
+            %error,
+            more_since_last_line = self.suppressed,
+            "Kafka consumer error; the client reconnects by itself"
+        );
+        self.last_logged = Some(now);
+        self.suppressed = 0;
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -580,6 +673,18 @@ mod tests {
             with_trace_context(&given, &[])[1],
             ("traceparent", &b"old"[..])
         );
+    }
+
+    #[test]
+    fn consumer_errors_log_once_per_window() {
+        let e = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        let mut log = ConsumerErrors::new(Duration::from_secs(3600));
+        assert!(log.record(&e));
+        assert!(!log.record(&e));
+        assert!(!log.record(&e));
+        assert_eq!(log.suppressed, 2);
+        let mut every = ConsumerErrors::new(Duration::ZERO);
+        assert!(every.record(&e) && every.record(&e));
     }
 
     #[test]
