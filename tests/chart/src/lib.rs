@@ -96,6 +96,28 @@ pub fn run_ok(program: &Path, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Server-side dry run of `docs` on the API server of `$KUBECONFIG`, as
+/// `kubectl apply --server-side` would send them; returns kubectl's output.
+/// Sent as a YAML stream of JSON documents: kubectl's client-side decoding
+/// chokes on the CRD's `enum: [..., null]` inside a v1 List.
+pub fn dry_run_apply(docs: &[Value]) -> Output {
+    let stream: Vec<String> = docs.iter().map(Value::to_string).collect();
+    run(
+        &tool("kubectl", "KUBECTL"),
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--force-conflicts",
+            "--field-manager",
+            "polystream-chart-tests",
+            "-f",
+            "-",
+        ],
+        Some(&stream.join("\n---\n")),
+    )
+}
+
 /// The documents of a multi-document YAML stream, empty ones (a comment-only
 /// header, a template that rendered nothing) left out.
 pub fn documents(yaml: &str) -> Vec<Value> {
@@ -207,6 +229,48 @@ fn undescribed(values: &Value, schema: &Value, path: &str, missing: &mut Vec<Str
             None if schema.get("properties").is_none() => {}
             None => missing.push(here),
         }
+    }
+}
+
+/// Applies the repository's CRD for real (the operator tests do the same,
+/// as the same field manager) and waits until it is Established, so a
+/// StreamingPlatform in a dry run has its kind.
+pub fn ensure_crd() {
+    let kubectl = tool("kubectl", "KUBECTL");
+    run_ok(
+        &kubectl,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "polystream-operator-tests",
+            "-f",
+            "crds/streamingplatform.yaml",
+        ],
+        None,
+    );
+    // `kubectl wait` fails while the new CRD has no conditions yet: poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = run_ok(
+            &kubectl,
+            &[
+                "get",
+                "crd/streamingplatforms.polystream.dev",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ],
+            None,
+        );
+        if status.trim() == "True" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the StreamingPlatform CRD is not Established"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 

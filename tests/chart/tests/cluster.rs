@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use polystream_chart_tests::{chart_dir, describe, documents, run, run_ok, tool};
+use polystream_chart_tests::{
+    chart_dir, describe, documents, dry_run_apply, ensure_crd, run, run_ok, tool,
+};
 use polystream_smoke_tests::{kube_client, unique};
 use serde_json::{Value, json};
 
 const MONITORING_KINDS: [&str; 2] = ["ServiceMonitor", "PrometheusRule"];
-/// The field manager the operator tests apply the CRD with, so this one agrees.
-const CRD_MANAGER: &str = "polystream-operator-tests";
 
 fn helm() -> PathBuf {
     tool("helm", "HELM")
@@ -33,46 +33,6 @@ fn kubectl() -> PathBuf {
 /// Fails naming the API server (and how to start it) unless it answers.
 async fn require_api_server() {
     let _ = kube_client().await;
-}
-
-/// Applies the repository's CRD for real (other tests do the same), so a
-/// StreamingPlatform in a dry run has its kind.
-fn ensure_crd() {
-    run_ok(
-        &kubectl(),
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            CRD_MANAGER,
-            "-f",
-            "crds/streamingplatform.yaml",
-        ],
-        None,
-    );
-    // `kubectl wait` fails while the new CRD has no conditions yet: poll.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = run_ok(
-            &kubectl(),
-            &[
-                "get",
-                "crd/streamingplatforms.polystream.dev",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-            ],
-            None,
-        );
-        if status.trim() == "True" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the StreamingPlatform CRD is not Established"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// Creates a namespace enforcing the `restricted` Pod Security level.
@@ -158,23 +118,7 @@ async fn every_ci_values_file_is_accepted_by_the_api_server() {
                 "full-values renders both monitoring objects"
             );
         }
-        // A YAML stream of JSON documents: kubectl's client-side validation
-        // chokes on the CRD's `enum: [..., null]` inside a v1 List.
-        let stream: Vec<String> = items.iter().map(Value::to_string).collect();
-        let out = run(
-            &kubectl(),
-            &[
-                "apply",
-                "--server-side",
-                "--dry-run=server",
-                "--force-conflicts",
-                "--field-manager",
-                "polystream-chart-tests",
-                "-f",
-                "-",
-            ],
-            Some(&stream.join("\n---\n")),
-        );
+        let out = dry_run_apply(&items);
         assert!(
             out.status.success(),
             "the API server refused the chart rendered with {}:\n{}",
