@@ -215,6 +215,19 @@ impl<S: Source> Reader<S> {
     }
 }
 
+/// `url` without its password, for messages: store URLs carry credentials
+/// (`postgres://user:secret@host/db` → `postgres://user:***@host/db`).
+pub fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() + 3 => {
+            let creds = &rest[..at - scheme.len() - 3];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}", &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn schemes_list(schemes: &[&str]) -> String {
     schemes
         .iter()
@@ -279,6 +292,19 @@ impl StoreEndpoints {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn store_passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://polystream:secret@127.0.0.1:5432/db"),
+            "postgres://polystream:***@127.0.0.1:5432/db"
+        );
+        assert_eq!(
+            super::redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
     use super::*;
 
     #[test]

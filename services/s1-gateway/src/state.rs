@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mongodb::Database;
+use polystream_common::config::redact_url;
 use polystream_common::kafka;
 use polystream_common::status::StatusStore;
 use redis::aio::ConnectionManager;
@@ -31,7 +32,12 @@ impl State {
         let s = &config.stores;
         let pg = polystream_stores::pg::connect(&s.database_url, 10)
             .await
-            .with_context(|| format!("PostgreSQL is not reachable at {}", s.database_url))?;
+            .with_context(|| {
+                format!(
+                    "PostgreSQL is not reachable at {}",
+                    redact_url(&s.database_url)
+                )
+            })?;
         // Migrating is safe from several services at once (advisory lock), and
         // S1 reads these tables.
         polystream_stores::pg::migrate(&pg)
@@ -39,12 +45,12 @@ impl State {
             .context("applying PostgreSQL migrations")?;
         let mongo = polystream_stores::mongo::connect(&s.mongodb_uri)
             .await
-            .with_context(|| format!("MongoDB URI {} is invalid", s.mongodb_uri))?;
+            .with_context(|| format!("MongoDB URI {} is invalid", redact_url(&s.mongodb_uri)))?;
         let client = redis::Client::open(s.redis_url.as_str())
-            .with_context(|| format!("REDIS_URL {} is invalid", s.redis_url))?;
+            .with_context(|| format!("REDIS_URL {} is invalid", redact_url(&s.redis_url)))?;
         let redis = ConnectionManager::new(client.clone())
             .await
-            .with_context(|| format!("Redis is not reachable at {}", s.redis_url))?;
+            .with_context(|| format!("Redis is not reachable at {}", redact_url(&s.redis_url)))?;
         let producer = kafka::publisher(
             &s.kafka_bootstrap_servers,
             "s1-gateway",

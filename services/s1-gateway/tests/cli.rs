@@ -23,3 +23,26 @@ fn print_openapi_still_prints_the_document() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     assert!(doc["openapi"].is_string(), "{out:.200}");
 }
+
+#[test]
+fn a_start_up_error_never_prints_a_store_password() {
+    // Nothing listens on port 1: start-up fails at once, naming the store.
+    let out = std::process::Command::new(BIN)
+        .env(
+            "DATABASE_URL",
+            "postgres://polystream:topsecret@127.0.0.1:1/polystream",
+        )
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("PostgreSQL is not reachable"), "{text}");
+    assert!(text.contains("polystream:***@127.0.0.1:1"), "{text}");
+    assert!(!text.contains("topsecret"), "{text}");
+}

@@ -30,7 +30,7 @@ use anyhow::Context as _;
 use axum::Router;
 use mongodb::bson::doc;
 use polystream_common::config::{
-    ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics,
+    ConfigErrors, ProcessEnv, Reader, Source, StoreEndpoints, TopicLayout, Topics, redact_url,
 };
 use polystream_common::health::{self, Check};
 use polystream_common::progress::Progress;
@@ -148,23 +148,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pg_pool = pg::connect(&ep.database_url, 10).await.with_context(|| {
         format!(
             "cannot connect to PostgreSQL at {}",
-            redact(&ep.database_url)
+            redact_url(&ep.database_url)
         )
     })?;
     pg::migrate(&pg_pool)
         .await
         .context("PostgreSQL migrations failed")?;
-    let mongo_db = mongo::connect(&ep.mongodb_uri)
-        .await
-        .with_context(|| format!("cannot connect to MongoDB at {}", redact(&ep.mongodb_uri)))?;
+    let mongo_db = mongo::connect(&ep.mongodb_uri).await.with_context(|| {
+        format!(
+            "cannot connect to MongoDB at {}",
+            redact_url(&ep.mongodb_uri)
+        )
+    })?;
     mongo::ensure_indexes(&mongo_db).await.with_context(|| {
         format!(
             "cannot create MongoDB indexes at {}",
-            redact(&ep.mongodb_uri)
+            redact_url(&ep.mongodb_uri)
         )
     })?;
     let redis_client = redis::Client::open(ep.redis_url.as_str())
-        .with_context(|| format!("invalid REDIS_URL {}", redact(&ep.redis_url)))?;
+        .with_context(|| format!("invalid REDIS_URL {}", redact_url(&ep.redis_url)))?;
     let redis_con = redis::aio::ConnectionManager::new_with_config(
         redis_client.clone(),
         redis::aio::ConnectionManagerConfig::new()
@@ -172,7 +175,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .set_response_timeout(Some(Duration::from_secs(5))),
     )
     .await
-    .with_context(|| format!("cannot connect to Redis at {}", redact(&ep.redis_url)))?;
+    .with_context(|| format!("cannot connect to Redis at {}", redact_url(&ep.redis_url)))?;
     let t = &config.topics;
     polystream_common::kafka::ensure_platform_topics(
         &ep.kafka_bootstrap_servers,
@@ -328,18 +331,6 @@ fn router(
     ])
 }
 
-/// A URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(at)) if at > scheme.len() + 3 => {
-            let creds = &rest[..at - scheme.len() - 3];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{}", &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -382,14 +373,5 @@ mod tests {
             text.contains("PERMANENT_FAULT_ATTEMPTS=\"0\" is invalid"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://polystream:secret@127.0.0.1:5432/db"),
-            "postgres://polystream:***@127.0.0.1:5432/db"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }
