@@ -250,10 +250,12 @@ pub fn ensure_crd() {
         ],
         None,
     );
-    // `kubectl wait` fails while the new CRD has no conditions yet: poll.
+    // A new CRD has no conditions for a moment, and then `kubectl wait` and
+    // a jsonpath filter both fail (not "no match"): poll, and treat a
+    // failed read as "not yet" (a first run on an empty state dir hits it).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let status = run_ok(
+        let out = run(
             &kubectl,
             &[
                 "get",
@@ -263,12 +265,13 @@ pub fn ensure_crd() {
             ],
             None,
         );
-        if status.trim() == "True" {
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the StreamingPlatform CRD is not Established"
+            "the StreamingPlatform CRD is not Established after 60 s: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
