@@ -22,10 +22,8 @@ use std::time::{Duration, Instant};
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -89,7 +87,7 @@ impl ConsumerContext for Context {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
             _ => wait(),
         }
-        commit(base, "revocation");
+        polystream_common::kafka::commit_stored(base, "revocation");
         tracing::info!(partitions = ?names(tpl), "partitions revoked");
     }
 
@@ -109,15 +107,6 @@ fn names(tpl: &TopicPartitionList) -> Vec<String> {
         .iter()
         .map(|e| format!("{}[{}]", e.topic(), e.partition()))
         .collect()
-}
-
-fn commit<C: Consumer<X>, X: ConsumerContext>(c: &C, when: &str) {
-    match c.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::debug!(when, "offsets committed"),
-        // Nothing stored since the last commit.
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(when, error = %e, "committing offsets failed"),
-    }
 }
 
 pub type ProcessorConsumer = StreamConsumer<Context>;
@@ -235,7 +224,7 @@ pub async fn run(
     }
     workers.clear();
     while tasks.join_next().await.is_some() {}
-    commit(consumer.as_ref(), "shutdown");
+    polystream_common::kafka::commit_stored(consumer.as_ref(), "shutdown");
     consumer.unsubscribe();
     tracing::info!("consumer stopped");
 }

@@ -18,7 +18,7 @@ use polystream_common::kafka::{LagContext, process_span};
 use polystream_common::metrics::{record_consumed, record_process};
 use polystream_common::telemetry::sampled_trace_id;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -117,17 +117,12 @@ pub async fn consume(
     flush(&state, &consumer, batch).await;
     // The last batch's offsets reach the broker before the process exits.
     let consumer = consumer.clone();
-    let committed =
-        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
-    match committed {
-        Ok(Ok(()))
-        | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        ))) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "final offset commit failed; the last batch may be redelivered")
-        }
-        Err(e) => tracing::warn!(error = %e, "final offset commit task failed"),
+    let committed = tokio::task::spawn_blocking(move || {
+        polystream_common::kafka::commit_stored(consumer.as_ref(), "shutdown");
+    })
+    .await;
+    if let Err(e) = committed {
+        tracing::warn!(error = %e, "final offset commit task failed");
     }
 }
 

@@ -406,6 +406,21 @@ pub fn consumer_with_lag(
         .create_with_context(LagContext::default())
 }
 
+/// Commits the offsets stored since the last commit and waits for the
+/// broker (blocking: call it off the async threads). Nothing stored is not
+/// an error; a failed commit only means redelivery, so it is logged.
+pub fn commit_stored<C, X>(consumer: &C, when: &str)
+where
+    C: rdkafka::consumer::Consumer<X>,
+    X: rdkafka::consumer::ConsumerContext,
+{
+    match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) => tracing::debug!(when, "offsets committed"),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(when, error = %e, "committing offsets failed"),
+    }
+}
+
 /// Logs a group consumer's errors without slowing its receive loop.
 ///
 /// While brokers are unreachable librdkafka queues an error event for every
