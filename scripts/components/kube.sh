@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # The Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler) and kubectl, built from the wrapper module in
-# scripts/go/kubernetes. One install holds all four binaries. No kubelet: pods
-# are "run" by kwok's fake node (scripts/components/kwok.sh).
+# scripts/go/kubernetes. One install holds every binary: kubelet and kube-proxy
+# too, for the real node (scripts/components/node.sh). Most pods are "run" by
+# kwok's fake node (scripts/components/kwok.sh).
 
 KUBE_VERSION=v1.34.4
 # Release tag time of k8s.io/kubernetes v1.34.4 (the module proxy's .info).
 KUBE_BUILD_DATE=2026-02-10T12:53:36Z
-KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
 KUBE_APISERVER_PORT=6443
 KUBE_CONTROLLER_MANAGER_PORT=10257
@@ -133,12 +134,38 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
     touch "$tmp/.complete"
     mv "$tmp" "$pki"
   fi
+  kube_node_pki "$pki" || return 1
   # Rewritten every start: cheap, and picks up changes to this script.
   kube_write_kubeconfig "$dir/admin.kubeconfig" polystream-admin admin
   kube_write_kubeconfig "$dir/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
   kube_write_kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler scheduler
   kube_write_kubeconfig "$dir/kwok.kubeconfig" kwok-controller kwok
+  kube_write_kubeconfig "$dir/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet
+  kube_write_kubeconfig "$dir/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
   kube_audit_policy >"$dir/audit-policy.yaml"
+}
+
+# The real node's identities (scripts/components/node.sh), added to an existing
+# PKI when missing: the kubelet's client certificate (the Node authorizer knows
+# it by O=system:nodes, CN=system:node:NAME) and serving certificate, the API
+# server's client certificate for the kubelet (logs, exec, port-forward), and
+# kube-proxy's (bound to system:node-proxier by the bootstrap policy).
+kube_node_pki() {
+  local pki=$1 client='basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth'
+  [[ -f $pki/kubelet.crt ]] ||
+    kube_sign "$pki" ca kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client" || return 1
+  [[ -f $pki/kubelet-serving.crt ]] ||
+    kube_sign "$pki" ca kubelet-serving "/CN=$NODE_NAME" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME" || return 1
+  [[ -f $pki/apiserver-kubelet-client.crt ]] ||
+    kube_sign "$pki" ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client" || return 1
+  [[ -f $pki/kube-proxy.crt ]] ||
+    kube_sign "$pki" ca kube-proxy /CN=system:kube-proxy "$client" || return 1
+  chmod 600 "$pki"/*.key
 }
 
 # Every write at Metadata level (who, verb, object, response code): tests count
@@ -191,8 +218,12 @@ kube_apiserver_start() {
   kube_pki || return 1
   dir=$(kube_dir)
   pki=$dir/pki
+  # The advertised address is the `kubernetes` Service's endpoint: the real
+  # node's bridge address, where a relay leads to this 127.0.0.1 listener
+  # (scripts/components/node.sh). Host clients keep using 127.0.0.1.
   spawn kube_apiserver "$(kube_bin kube-apiserver)" \
     --bind-address=127.0.0.1 \
+    --advertise-address="$NODE_IP" \
     --secure-port="$KUBE_APISERVER_PORT" \
     --etcd-servers="$(etcd_addr)" \
     --tls-cert-file="$pki/apiserver.crt" \
@@ -210,6 +241,9 @@ kube_apiserver_start() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$pki/front-proxy-client.crt" \
     --proxy-client-key-file="$pki/front-proxy-client.key" \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true \
     --audit-policy-file="$dir/audit-policy.yaml" \
     --audit-log-path="$PS_LOGS/kube-audit.log" \
