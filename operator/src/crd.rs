@@ -92,7 +92,7 @@ pub struct ImageSpec {
     #[serde(default = "default_repository")]
     #[schemars(length(min = 1))]
     pub repository: String,
-    /// Image tag.
+    /// Image tag; defaults to the operator's own version.
     #[serde(default = "default_tag")]
     #[schemars(length(min = 1))]
     pub tag: String,
@@ -115,8 +115,10 @@ fn default_repository() -> String {
     "polystream".into()
 }
 
+/// The operator's version: `./dev image` and a release build every binary
+/// into one `polystream:<workspace version>` image.
 fn default_tag() -> String {
-    "latest".into()
+    env!("CARGO_PKG_VERSION").into()
 }
 
 /// Unit-only, so the schema is a plain string enum (structural).

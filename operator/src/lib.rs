@@ -201,6 +201,8 @@ mod tests {
             5
         );
         assert_eq!(sp.spec.image.pull_policy, PullPolicy::IfNotPresent);
+        // No tag in the sample: the image `./dev image` builds for this version.
+        assert_eq!(sp.spec.image.tag, env!("CARGO_PKG_VERSION"));
     }
 
     #[test]
@@ -214,6 +216,8 @@ mod tests {
             }
         }))
         .unwrap();
+        assert_eq!(spec.image.repository, "polystream");
+        assert_eq!(spec.image.tag, env!("CARGO_PKG_VERSION"));
         assert_eq!(spec.gateway.replicas, 1);
         assert_eq!(spec.stores.kafka.partitions, 6);
         assert_eq!(spec.stores.kafka.replication_factor, 1);

@@ -31,6 +31,11 @@ pub mod support;
 
 const COMPONENTS: [&str; 3] = ["gateway", "processor", "monitor"];
 
+/// The sample's image: it names no tag, so the operator's version applies.
+fn default_image() -> String {
+    format!("polystream:{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// A namespace with the store Secret, and a controller watching only it.
 struct Running {
     controller: InProcessController,
@@ -292,7 +297,7 @@ async fn sample_gets_every_child_with_its_content_and_becomes_ready() {
             other => panic!("unexpected component {other}"),
         };
         assert_eq!(container.command.as_deref(), Some(&[binary.to_owned()][..]));
-        assert_eq!(container.image.as_deref(), Some("polystream:latest"));
+        assert_eq!(container.image.as_deref(), Some(default_image().as_str()));
         let from = container.env_from.as_ref().unwrap();
         assert_eq!(
             from[0].config_map_ref.as_ref().unwrap().name,
@@ -578,7 +583,7 @@ async fn children_deleted_or_edited_by_hand_are_restored() {
             let image = spec.template.spec.as_ref().unwrap().containers[0]
                 .image
                 .clone();
-            if spec.replicas == Some(2) && image.as_deref() == Some("polystream:latest") {
+            if spec.replicas == Some(2) && image.as_deref() == Some(default_image().as_str()) {
                 Ok(())
             } else {
                 Err(format!("replicas {:?}, image {image:?}", spec.replicas))

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::{Api, ResourceExt};
 use polystream_operator::StreamingPlatform;
 use polystream_operator::crd::{
     AUTOSCALING_BOUNDS_MESSAGE, AutoscalingSpec, MAX_NAME_LENGTH, METRICS_PORT_MESSAGE,
@@ -51,6 +51,36 @@ async fn crd_is_established_and_the_sample_is_accepted() {
         sample().spec,
         "the server changed the sample's spec"
     );
+}
+
+/// The server, not only the operator's serde defaults, fills in the tag: what
+/// `kubectl apply` of a spec without one stores.
+#[tokio::test]
+async fn a_platform_without_a_tag_gets_the_operators_version() {
+    let (client, ns) = namespace_with_crd("op-crd").await;
+    let ar = ApiResource::erase::<StreamingPlatform>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns.name, &ar);
+    let mut without_tag = serde_json::to_value(sample()).unwrap();
+    without_tag["spec"]["image"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tag");
+    let mut without_image = without_tag.clone();
+    without_image["metadata"]["name"] = "no-image".into();
+    without_image["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("image");
+    for platform in [without_tag, without_image] {
+        let object: DynamicObject = serde_json::from_value(platform).unwrap();
+        let created = api.create(&PostParams::default(), &object).await.unwrap();
+        assert_eq!(
+            created.data["spec"]["image"]["tag"],
+            env!("CARGO_PKG_VERSION"),
+            "{}",
+            created.name_any()
+        );
+    }
 }
 
 #[tokio::test]

@@ -286,7 +286,13 @@ fn the_operator_runs_two_hardened_replicas_with_leader_election() {
         "RuntimeDefault"
     );
     let c = &pod["containers"][0];
-    assert_eq!(c["image"], "polystream:0.1.0", "default tag = appVersion");
+    // appVersion is the workspace version: the operator's image is the one `./dev image`
+    // builds, and the tag the operator gives the services by default.
+    assert_eq!(
+        c["image"],
+        format!("polystream:{}", env!("CARGO_PKG_VERSION")),
+        "default tag = appVersion = the workspace version"
+    );
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(
         c["securityContext"]["capabilities"]["drop"],
