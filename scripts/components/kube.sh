@@ -142,6 +142,7 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
   kube_write_kubeconfig "$dir/kwok.kubeconfig" kwok-controller kwok
   kube_write_kubeconfig "$dir/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet
   kube_write_kubeconfig "$dir/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+  kube_write_kubeconfig "$dir/coredns.kubeconfig" polystream:coredns coredns
   kube_audit_policy >"$dir/audit-policy.yaml"
 }
 
@@ -149,7 +150,8 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
 # PKI when missing: the kubelet's client certificate (the Node authorizer knows
 # it by O=system:nodes, CN=system:node:NAME) and serving certificate, the API
 # server's client certificate for the kubelet (logs, exec, port-forward), and
-# kube-proxy's (bound to system:node-proxier by the bootstrap policy).
+# kube-proxy's (bound to system:node-proxier by the bootstrap policy), and
+# CoreDNS's (its ClusterRole is in node.sh).
 kube_node_pki() {
   local pki=$1 client='basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
@@ -165,6 +167,8 @@ subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME" || return 1
     kube_sign "$pki" ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client" || return 1
   [[ -f $pki/kube-proxy.crt ]] ||
     kube_sign "$pki" ca kube-proxy /CN=system:kube-proxy "$client" || return 1
+  [[ -f $pki/coredns.crt ]] ||
+    kube_sign "$pki" ca coredns /CN=polystream:coredns "$client" || return 1
   chmod 600 "$pki"/*.key
 }
 

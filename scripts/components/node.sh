@@ -265,6 +265,96 @@ store_relay_ready() {
   done
 }
 
+# --- cluster DNS (CoreDNS, a host process answering on NODE_IP:53) ---------------
+
+COREDNS_VERSION=v1.12.4
+COREDNS_METRICS_PORT=9153
+COREDNS_HEALTH_PORT=8181
+
+coredns_version() { echo "$COREDNS_VERSION"; }
+coredns_installed() { pkg_installed coredns "$COREDNS_VERSION"; }
+coredns_addr() { echo "$NODE_IP:53"; }
+
+coredns_install() {
+  local dir log
+  dir=$(pkg_dir coredns "$COREDNS_VERSION")
+  log=$(logfile install-coredns)
+  mkdir -p "$dir/bin"
+  with_progress "building coredns $COREDNS_VERSION" "$log" \
+    env -C "$PS_ROOT/scripts/go/coredns" CGO_ENABLED=0 \
+    go build -trimpath -ldflags '-s -w' -o "$dir/bin/coredns.tmp" github.com/coredns/coredns || return 1
+  mv "$dir/bin/coredns.tmp" "$dir/bin/coredns"
+  pkg_mark_installed coredns "$COREDNS_VERSION"
+}
+
+# Read-only access to what the kubernetes plugin serves, for CoreDNS's own identity.
+coredns_rbac() {
+  cat <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: polystream:coredns
+rules:
+- apiGroups: [""]
+  resources: [services, namespaces, pods]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: polystream:coredns
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "polystream:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "polystream:coredns"}
+YAML
+}
+
+# cluster.local from the API server; anything else goes to the host's resolvers.
+coredns_corefile() {
+  cat <<COREFILE
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+  bind $NODE_IP
+  errors
+  health 127.0.0.1:$COREDNS_HEALTH_PORT
+  ready 127.0.0.1:$((COREDNS_HEALTH_PORT + 1))
+  prometheus 127.0.0.1:$COREDNS_METRICS_PORT
+  kubernetes cluster.local in-addr.arpa ip6.arpa {
+    kubeconfig $(kube_dir)/coredns.kubeconfig polystream
+    pods insecure
+    fallthrough in-addr.arpa ip6.arpa
+  }
+  cache 30
+}
+.:53 {
+  bind $NODE_IP
+  errors
+  forward . /etc/resolv.conf
+  cache 30
+}
+COREFILE
+}
+
+coredns_start() {
+  if ! kube_apiserver_ready; then
+    echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile coredns)"
+    return 1
+  fi
+  if ! ip addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q "inet $NODE_IP/"; then
+    echo "needs containerd (it creates the pod bridge with $NODE_IP)" >"$(failfile coredns)"
+    return 1
+  fi
+  kube_pki || return 1
+  coredns_rbac | kube_kubectl apply -f - >>"$(logfile coredns)" 2>&1 || return 1
+  coredns_corefile >"$(node_dir)/Corefile"
+  spawn coredns "$(pkg_dir coredns "$COREDNS_VERSION")/bin/coredns" -conf "$(node_dir)/Corefile"
+}
+
+# /ready turns 200 once the kubernetes plugin has synced with the API server.
+coredns_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$((COREDNS_HEALTH_PORT + 1))/ready" >/dev/null 2>&1; }
+
 # --- kubelet --------------------------------------------------------------------
 
 # shellcheck disable=SC2034 # read indirectly by timeout_of in ./dev
@@ -299,6 +389,7 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 resolvConf: /etc/resolv.conf
 registerWithTaints:
 - {key: $NODE_TAINT_KEY, value: "true", effect: NoSchedule}

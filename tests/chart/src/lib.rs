@@ -96,6 +96,44 @@ pub fn run_ok(program: &Path, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A namespace enforcing the `restricted` Pod Security level, deleted (without
+/// waiting) when dropped.
+pub struct RestrictedNamespace(pub String);
+
+impl RestrictedNamespace {
+    pub fn create(name: &str) -> Self {
+        create_restricted_namespace(name);
+        Self(name.to_owned())
+    }
+}
+
+/// Creates namespace `name` enforcing the `restricted` Pod Security level.
+pub fn create_restricted_namespace(name: &str) {
+    let ns = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted"}
+        }
+    });
+    run_ok(
+        &tool("kubectl", "KUBECTL"),
+        &["create", "-f", "-"],
+        Some(&ns.to_string()),
+    );
+}
+
+impl Drop for RestrictedNamespace {
+    fn drop(&mut self) {
+        let _ = run(
+            &tool("kubectl", "KUBECTL"),
+            &["delete", "namespace", &self.0, "--wait=false"],
+            None,
+        );
+    }
+}
+
 /// Server-side dry run of `docs` on the API server of `$KUBECONFIG`, as
 /// `kubectl apply --server-side` would send them; returns kubectl's output.
 /// Sent as a YAML stream of JSON documents: kubectl's client-side decoding

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use polystream_chart_tests::{
-    chart_dir, describe, documents, dry_run_apply, ensure_crd, run, run_ok, tool,
+    RestrictedNamespace, chart_dir, create_restricted_namespace, describe, documents,
+    dry_run_apply, ensure_crd, run, run_ok, tool,
 };
 use polystream_smoke_tests::{kube_client, unique};
 use serde_json::{Value, json};
@@ -35,44 +36,11 @@ async fn require_api_server() {
     let _ = kube_client().await;
 }
 
-/// Creates a namespace enforcing the `restricted` Pod Security level.
-fn create_namespace(name: &str) {
-    let ns = json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {"pod-security.kubernetes.io/enforce": "restricted"}
-        }
-    });
-    run_ok(&kubectl(), &["create", "-f", "-"], Some(&ns.to_string()));
-}
-
-/// A namespace of [`create_namespace`]'s kind, deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn create(name: &str) -> Self {
-        create_namespace(name);
-        Self(name.to_owned())
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = run(
-            &kubectl(),
-            &["delete", "namespace", &self.0, "--wait=false"],
-            None,
-        );
-    }
-}
-
 #[tokio::test]
 async fn every_ci_values_file_is_accepted_by_the_api_server() {
     require_api_server().await;
     ensure_crd();
-    let ns = Namespace::create(&unique("chart-dry"));
+    let ns = RestrictedNamespace::create(&unique("chart-dry"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("ci"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -89,7 +57,7 @@ async fn every_ci_values_file_is_accepted_by_the_api_server() {
             let name = watched.as_str().unwrap();
             let exists = run(&kubectl(), &["get", "namespace", name], None);
             if !exists.status.success() {
-                create_namespace(name);
+                create_restricted_namespace(name);
             }
         }
         let chart = chart_dir();
@@ -279,7 +247,7 @@ fn leftovers(release: &str, ns: &str) -> Vec<String> {
 async fn install_upgrade_and_uninstall_on_the_local_control_plane() {
     require_api_server().await;
     ensure_crd();
-    let ns = Namespace::create(&unique("chart-it"));
+    let ns = RestrictedNamespace::create(&unique("chart-it"));
     let release = unique("ps");
     let fullname = format!("{release}-operator");
     let chart = chart_dir();
