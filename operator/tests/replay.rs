@@ -1,50 +1,40 @@
-//! Pod-spec replay: proves the operator's wiring boots a working platform,
-//! not just plausible YAML.
+//! Pod-spec replay on the real node: proves the operator's wiring boots a
+//! working platform, not just plausible YAML.
 //!
 //! The controller runs in-process against the real API server and renders the
-//! Deployments of a StreamingPlatform whose Secret points at the local stores.
-//! The test then reads those Deployments back from the API server, resolves
-//! their environment exactly as the kubelet would (envFrom ConfigMap,
-//! `configMapKeyRef`, `secretKeyRef`, read from the API server), starts each
-//! service's binary (`command[0]`) as a local process with that command, args
-//! and environment — nothing inherited from the test's own environment — and
-//! runs the platform's smoke flow through S1: register a user, wait for the
-//! command to complete, log in, read the profile back, and find the audit
-//! trail in S3.
-//!
-//! Only what a pod gets from its own network namespace and volumes is
-//! substituted: every pod listens on `0.0.0.0:8080` (and the metrics port),
-//! which three local processes cannot share, so `HTTP_ADDR`/`METRICS_ADDR`
-//! become free 127.0.0.1 ports; `PUBLIC_URL` (the in-cluster Service URL)
-//! becomes S1's local address; `SPOOL_DIR` (an emptyDir in the pod) becomes a
-//! temporary directory.
+//! Deployments of a StreamingPlatform whose Secret points at the local stores
+//! (as pods reach them: the relays at the node's address). The kubelet of the
+//! real node (`./dev up node`) runs those Deployments from the image `./dev
+//! image` built, in a namespace enforcing Pod Security `restricted`: the
+//! environment, probes, ports, volumes and security context are exactly what
+//! the operator wrote, with nothing substituted. The test then runs the
+//! platform's smoke flow through the gateway's Service: register a user, wait
+//! for the command to complete, log in, read the profile back, and find the
+//! audit trail in S3 (or, without OpenSearch, S3's spool counting the events);
+//! and every pod serves its metrics on the port the spec names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use polystream_operator::StreamingPlatform;
 use polystream_operator::builders::{Component, component_name};
 use polystream_operator::controller;
-use polystream_smoke_tests::{endpoints, env_or, service_binary, unique};
+use polystream_operator::crd::{PullPolicy, SchedulingSpec};
+use polystream_smoke_tests::node::{RealNode, image, wait_service};
+use polystream_smoke_tests::{endpoints, env_or, unique};
 use serde_json::{Value, json};
 use support::{
-    InProcessController, block_on_elsewhere, delete_topics, free_port, live_uris, local_sample,
+    InProcessController, block_on_elsewhere, delete_topics, live_uris, local_sample, metric,
     namespace_with_crd, put_secret,
 };
-use tokio::process::{Child, Command};
 
 pub mod support;
-
-/// The variables a pod's own network namespace or volumes decide.
-const SUBSTITUTED: [&str; 4] = ["HTTP_ADDR", "METRICS_ADDR", "PUBLIC_URL", "SPOOL_DIR"];
 
 /// Where S3's audit trail goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,30 +57,50 @@ async fn without_opensearch_the_monitor_spools() {
 
 async fn replay(mode: Audit) {
     let (client, ns) = namespace_with_crd("op-replay").await;
+    let node = RealNode::require(&client).await;
+    node.import(&image());
+    restrict(&client, &ns.name).await;
     let id = unique("replay");
     let bootstrap = endpoints().kafka_bootstrap_servers;
 
-    // A Secret with the local stores' URIs, referenced by the platform.
-    put_secret(&client, &ns.name, "replay-stores", &live_uris()).await;
+    // A Secret with the local stores' URIs as pods reach them.
+    let uris: BTreeMap<String, String> = live_uris()
+        .into_iter()
+        .map(|(k, v)| (k, node.from_pods(&v)))
+        .collect();
+    put_secret(&client, &ns.name, "replay-stores", &uris).await;
 
     // The sample, on this run's own topics, consumer groups and audit indices
-    // (set through the spec, so they are part of what is replayed).
+    // (set through the spec, so they are part of what is replayed), on the
+    // real node, from the local image.
     let topics = [
         format!("{id}-user"),
         format!("{id}-resp"),
         format!("{id}-dlq"),
     ];
-    // The services' logs and S3's spool.
-    let work = std::env::temp_dir().join(&id);
-    std::fs::create_dir_all(&work).unwrap();
     let _leftovers = Leftovers {
         bootstrap,
         topics: topics.to_vec(),
         id: id.clone(),
-        work: work.clone(),
+        work: std::env::temp_dir().join(&id),
     };
     let mut sp = local_sample();
+    sp.spec.image.repository = "polystream".into();
+    sp.spec.image.tag = env!("CARGO_PKG_VERSION").into();
+    sp.spec.image.pull_policy = PullPolicy::Never;
+    let scheduling: SchedulingSpec = serde_json::from_value(node.scheduling()).unwrap();
+    for component in [
+        &mut sp.spec.gateway,
+        &mut sp.spec.processor,
+        &mut sp.spec.monitor,
+    ] {
+        component.replicas = 1;
+        component.autoscaling = None;
+        component.scheduling = scheduling.clone();
+    }
     let kafka = &mut sp.spec.stores.kafka;
+    kafka.bootstrap_servers = std::env::var("POLYSTREAM_NODE_KAFKA")
+        .expect("POLYSTREAM_NODE_KAFKA (./dev env, with the node up)");
     kafka.topics.user_events = topics[0].clone();
     kafka.topics.response_events = topics[1].clone();
     kafka.topics.dead_letter = topics[2].clone();
@@ -116,10 +126,10 @@ async fn replay(mode: Audit) {
         }
         Audit::SpoolOnly => sp.spec.stores.opensearch = None,
     }
-    sp.spec.observability.otlp_endpoint = Some(env_or(
+    sp.spec.observability.otlp_endpoint = Some(node.from_pods(&env_or(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "http://127.0.0.1:4317",
-    ));
+    )));
     sp.spec.processor.extra_env = vec![env_var("KAFKA_GROUP_ID", &format!("{id}-s2"))];
     sp.spec.monitor.extra_env.extend([
         env_var("KAFKA_GROUP_ID", &format!("{id}-s3")),
@@ -133,51 +143,29 @@ async fn replay(mode: Audit) {
     // The operator, in-process, watching only this namespace.
     let controller = InProcessController::start(&client, &ns.name, controller::DEFAULT_REQUEUE);
 
-    let deployments = wait_for_deployments(&client, &ns.name, &sp).await;
-
-    // Each pod would listen on 0.0.0.0:8080 in its own network namespace;
-    // here the three share the host's, so each gets free local ports.
-    let ports: BTreeMap<Component, (u16, u16)> = Component::ALL
-        .iter()
-        .map(|&c| (c, (free_port(), free_port())))
-        .collect();
-    let api = format!("http://127.0.0.1:{}", ports[&Component::Gateway].0);
-    let audit = format!("http://127.0.0.1:{}", ports[&Component::Monitor].0);
-
-    let mut services = Vec::new();
-    // S2 first: it creates the topics and migrates; S1 and S3 then find both.
-    for c in [Component::Processor, Component::Monitor, Component::Gateway] {
-        let container = &deployments[&c];
-        let mut env = resolve_env(&client, &ns.name, container).await;
-        assert_pod_addresses_match_the_spec(c, container, &env);
-        let (http, metrics) = ports[&c];
-        let local = BTreeMap::from([
-            ("HTTP_ADDR", format!("127.0.0.1:{http}")),
-            ("METRICS_ADDR", format!("127.0.0.1:{metrics}")),
-            ("PUBLIC_URL", api.clone()),
-            ("SPOOL_DIR", work.join("spool").display().to_string()),
-        ]);
-        for (var, value) in local {
-            if let Some(v) = env.get_mut(var) {
-                *v = value;
-            }
+    // The kubelet runs what the operator wrote; Ready means the probes passed.
+    wait_available(&client, &ns.name, &sp).await;
+    let service_url = |c: Component| {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        let name = component_name(&sp, c);
+        async move {
+            let svc = Api::<Service>::namespaced(client, &ns)
+                .get(&name)
+                .await
+                .unwrap();
+            let spec = svc.spec.unwrap();
+            let port = spec.ports.unwrap()[0].port;
+            format!("http://{}:{port}", spec.cluster_ip.unwrap())
         }
-        let mut service = Service::start(c, container, env, &work);
-        service.wait_ready(http).await;
-        // The liveness/startup probe's path answers too.
-        let health = format!("http://127.0.0.1:{http}/health");
-        let res = reqwest::get(&health).await;
-        assert!(
-            res.as_ref().is_ok_and(|r| r.status() == 200),
-            "{health}: {res:?}\n{}",
-            service.log()
-        );
-        services.push(service);
-    }
-
+    };
+    let api = service_url(Component::Gateway).await;
+    let audit = service_url(Component::Monitor).await;
     let http = reqwest::Client::new();
+    wait_service(&api).await;
+    wait_service(&audit).await;
 
-    // The smoke flow through S1.
+    // The smoke flow through S1's Service.
     let email = format!("{id}@example.com");
     let password = format!("Pw-{id}");
     let (status, accepted) = send(
@@ -188,13 +176,27 @@ async fn replay(mode: Audit) {
         Some(json!({"name": "Replay User", "email": email, "password": password})),
     )
     .await;
-    assert_eq!(status, 202, "registration: {accepted}\n{}", logs(&services));
-    let outcome = wait_outcome(&http, &accepted, &services).await;
+    assert_eq!(
+        status,
+        202,
+        "registration: {accepted}\n{}",
+        pod_logs(&client, &ns.name).await
+    );
+    let correlation = accepted["correlation_id"].as_str().unwrap().to_owned();
+    // The status URL names the Service by its DNS name; the host polls by address.
+    assert!(
+        accepted["status_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/status/{correlation}")),
+        "{accepted}"
+    );
+    let outcome = wait_outcome(&http, &format!("{api}/v1/status/{correlation}")).await;
     assert_eq!(
         outcome["state"],
         "completed",
         "{outcome}\n{}",
-        logs(&services)
+        pod_logs(&client, &ns.name).await
     );
     let user_id = accepted["user_id"].as_i64().expect("user_id in the 202");
     let token = login(&http, &api, &email, &password).await;
@@ -209,9 +211,36 @@ async fn replay(mode: Audit) {
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["email"], email.as_str(), "{profile}");
 
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let metrics_url = |c: Component| {
+        let pod = pods
+            .iter()
+            .find(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("app.kubernetes.io/component"))
+                    == Some(&c.name().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {} pod", c.name()));
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let port = container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("metrics"))
+            .unwrap_or_else(|| panic!("{}: no container port named metrics", c.name()))
+            .container_port;
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap();
+        format!("http://{ip}:{port}/metrics")
+    };
+
     if mode == Audit::OpenSearch {
         // The audit trail, indexed by S3 into OpenSearch (asynchronously).
-        let correlation = accepted["correlation_id"].as_str().unwrap().to_owned();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (status, trail) = audit_trail(&http, &audit, &correlation).await;
@@ -233,101 +262,140 @@ async fn replay(mode: Audit) {
             assert!(
                 Instant::now() < deadline,
                 "no complete audit trail for {correlation} within 60s: {status} {trail}\n{}",
-                logs(&services)
+                pod_logs(&client, &ns.name).await
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     } else {
         // No OpenSearch to read the trail from: the audit API says so.
-        let correlation = accepted["correlation_id"].as_str().unwrap();
-        let (status, body) = audit_trail(&http, &audit, correlation).await;
+        let (status, body) = audit_trail(&http, &audit, &correlation).await;
         assert_eq!(status, 503, "spool-only audit API: {body}");
-        // S3 consumed the command and its outcome into spool segments.
-        let spool = work.join("spool");
+        // S3 consumed the command and its outcome into its spool (an emptyDir).
+        let url = metrics_url(Component::Monitor);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_dir(&spool).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("segment-"))
-        }) {
+        loop {
+            let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+            if metric(&text, "polystream_audit_spooled_events_total").unwrap_or(0.0) >= 2.0 {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "no spool segment in {} within 30s\n{}",
-                spool.display(),
-                logs(&services)
+                "S3 spooled fewer than 2 events within 30s ({url})\n{}",
+                pod_logs(&client, &ns.name).await
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
-    // Every service serves its metrics on METRICS_ADDR, as the pods' metrics port.
-    for service in &services {
-        let (_, metrics) = ports[&service.component];
-        let url = format!("http://127.0.0.1:{metrics}/metrics");
+    // Every pod serves its metrics on the port its spec names.
+    for c in Component::ALL {
+        let url = metrics_url(c);
         let res = http.get(&url).send().await;
         assert!(
             res.as_ref().is_ok_and(|r| r.status() == 200),
-            "{} does not serve {url} (METRICS_ADDR): {res:?}\n{}",
-            service.component.name(),
-            service.log()
+            "{} does not serve {url}: {res:?}",
+            c.name()
         );
     }
 
-    // Stop everything; the namespace (and so the platform) goes with `ns`.
-    // Killed and reaped before the topics are deleted, so no client of theirs
-    // re-creates one (the local broker auto-creates topics). After a failure
-    // `kill_on_drop` does the killing.
-    for mut service in services {
-        let _ = service.child.kill().await;
-    }
+    // The pods go before the topics are deleted, so no client of theirs
+    // re-creates one (the local broker auto-creates topics).
     controller.stop().await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    for c in Component::ALL {
+        let _ = deployments
+            .delete(&component_name(&sp, c), &DeleteParams::foreground())
+            .await;
+    }
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pods_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the platform's pods did not stop within 90s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
-/// What is substituted must agree with the pod spec: the services bind the
-/// container ports, and the probes hit the port the service listens on.
-fn assert_pod_addresses_match_the_spec(
-    c: Component,
-    container: &Container,
-    env: &BTreeMap<String, String>,
-) {
-    let port = |name: &str| {
-        container
-            .ports
+/// Enforces Pod Security `restricted` on `ns`: the pods the operator writes must pass it.
+async fn restrict(client: &Client, ns: &str) {
+    let patch =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// The three Deployments once each has all its replicas Ready on the node;
+/// fails with the pods' states and logs.
+async fn wait_available(client: &Client, ns: &str, sp: &StreamingPlatform) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut sp = sp.clone();
+    sp.metadata.namespace = Some(ns.to_owned());
+    loop {
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let ready = Component::ALL
             .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{}: no container port named {name}", c.name()))
-            .container_port
-    };
-    let http_port = port(c.http_port_name());
-    assert_eq!(
-        env.get("HTTP_ADDR").map(String::as_str),
-        Some(format!("0.0.0.0:{http_port}").as_str()),
-        "{}: HTTP_ADDR",
-        c.name()
-    );
-    assert_eq!(
-        env.get("METRICS_ADDR").map(String::as_str),
-        Some(format!("0.0.0.0:{}", port("metrics")).as_str()),
-        "{}: METRICS_ADDR",
-        c.name()
-    );
-    for (probe, path) in [
-        (&container.startup_probe, "/health"),
-        (&container.liveness_probe, "/health"),
-        (&container.readiness_probe, "/ready"),
-    ] {
-        let get = probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .unwrap_or_else(|| panic!("{}: missing an HTTP probe", c.name()));
-        assert_eq!(get.path.as_deref(), Some(path), "{}", c.name());
-        let target = match &get.port {
-            IntOrString::Int(n) => *n,
-            IntOrString::String(name) => port(name),
-        };
-        assert_eq!(target, http_port, "{}: a probe misses HTTP_ADDR", c.name());
+            .filter(|&&c| {
+                let name = component_name(&sp, c);
+                list.items.iter().any(|d| {
+                    d.metadata.name.as_deref() == Some(name.as_str())
+                        && d.status
+                            .as_ref()
+                            .and_then(|s| s.ready_replicas)
+                            .unwrap_or(0)
+                            >= 1
+                })
+            })
+            .count();
+        if ready == Component::ALL.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator's Deployments did not all become Ready on the real node within 180s\n{}",
+            pod_logs(client, ns).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Each pod's phase, conditions and last log lines, for failure messages.
+async fn pod_logs(client: &Client, ns: &str) -> String {
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    let mut out = String::new();
+    for pod in api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod
+            .status
+            .as_ref()
+            .map(|s| format!("{:?} {:?}", s.phase, s.container_statuses))
+            .unwrap_or_default();
+        let params = LogParams {
+            tail_lines: Some(40),
+            ..Default::default()
+        };
+        let log = api
+            .logs(&name, &params)
+            .await
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        out.push_str(&format!("--- pod {name}: {status}\n{log}\n"));
+    }
+    out
 }
 
 fn env_var(name: &str, value: &str) -> k8s_openapi::api::core::v1::EnvVar {
@@ -336,220 +404,6 @@ fn env_var(name: &str, value: &str) -> k8s_openapi::api::core::v1::EnvVar {
         value: Some(value.into()),
         value_from: None,
     }
-}
-
-/// The three Deployments' containers, once the operator has written them.
-async fn wait_for_deployments(
-    client: &Client,
-    ns: &str,
-    sp: &StreamingPlatform,
-) -> BTreeMap<Component, Container> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut sp = sp.clone();
-    sp.metadata.namespace = Some(ns.to_owned());
-    loop {
-        let list = api.list(&ListParams::default()).await.unwrap();
-        let found: BTreeMap<Component, Container> = Component::ALL
-            .iter()
-            .filter_map(|&c| {
-                let name = component_name(&sp, c);
-                let d = list
-                    .items
-                    .iter()
-                    .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))?;
-                let pod = d.spec.as_ref()?.template.spec.as_ref()?;
-                assert_eq!(pod.containers.len(), 1, "{name}: one container expected");
-                Some((c, pod.containers[0].clone()))
-            })
-            .collect();
-        if found.len() == Component::ALL.len() {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the operator did not write the three Deployments within 60s (found {:?})",
-            found.keys().collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The container's environment as the kubelet builds it: `envFrom` sources in
-/// order, then `env` (which wins), with references read from the API server.
-async fn resolve_env(client: &Client, ns: &str, c: &Container) -> BTreeMap<String, String> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut env = BTreeMap::new();
-    for source in c.env_from.iter().flatten() {
-        let prefix = source.prefix.clone().unwrap_or_default();
-        if let Some(r) = &source.config_map_ref {
-            let cm = config_maps.get(&r.name).await.unwrap_or_else(|e| {
-                panic!("{}: envFrom ConfigMap {}: {e}", c.name, r.name);
-            });
-            for (k, v) in cm.data.unwrap_or_default() {
-                env.insert(format!("{prefix}{k}"), v);
-            }
-        }
-        if let Some(r) = &source.secret_ref {
-            let secret = secrets.get(&r.name).await.unwrap_or_else(|e| {
-                panic!("{}: envFrom Secret {}: {e}", c.name, r.name);
-            });
-            for (k, v) in secret.data.unwrap_or_default() {
-                env.insert(format!("{prefix}{k}"), String::from_utf8(v.0).unwrap());
-            }
-        }
-    }
-    for var in c.env.iter().flatten() {
-        let value = match (&var.value, &var.value_from) {
-            (Some(v), _) => {
-                assert!(
-                    !v.contains("$("),
-                    "{}: {} uses $(VAR) expansion, which this replay does not implement",
-                    c.name,
-                    var.name
-                );
-                v.clone()
-            }
-            (None, None) => String::new(),
-            (None, Some(from)) => {
-                if let Some(r) = &from.secret_key_ref {
-                    let secret = secrets.get(&r.name).await.unwrap_or_else(|e| {
-                        panic!("{}: {} from Secret {}: {e}", c.name, var.name, r.name)
-                    });
-                    let bytes = secret
-                        .data
-                        .unwrap_or_default()
-                        .remove(&r.key)
-                        .unwrap_or_else(|| {
-                            panic!("{}: Secret {} has no key {}", var.name, r.name, r.key)
-                        });
-                    String::from_utf8(bytes.0).unwrap()
-                } else if let Some(r) = &from.config_map_key_ref {
-                    let cm = config_maps.get(&r.name).await.unwrap_or_else(|e| {
-                        panic!("{}: {} from ConfigMap {}: {e}", c.name, var.name, r.name)
-                    });
-                    cm.data
-                        .unwrap_or_default()
-                        .remove(&r.key)
-                        .unwrap_or_else(|| {
-                            panic!("{}: ConfigMap {} has no key {}", var.name, r.name, r.key)
-                        })
-                } else {
-                    panic!(
-                        "{}: {} uses a valueFrom this replay does not resolve: {from:?}",
-                        c.name, var.name
-                    )
-                }
-            }
-        };
-        env.insert(var.name.clone(), value);
-    }
-    env
-}
-
-/// One service started from its container spec; killed when dropped.
-struct Service {
-    component: Component,
-    child: Child,
-    log_path: PathBuf,
-}
-
-impl Service {
-    fn start(
-        component: Component,
-        container: &Container,
-        env: BTreeMap<String, String>,
-        work: &Path,
-    ) -> Self {
-        let command = container
-            .command
-            .clone()
-            .expect("the container sets its command");
-        let binary = service_binary(&command[0]);
-        let log_path = work.join(format!("{}.log", component.name()));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(&binary)
-            .args(&command[1..])
-            .args(container.args.iter().flatten())
-            // Exactly the pod's environment: nothing inherited from the test.
-            .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let substituted: Vec<&str> = SUBSTITUTED
-            .iter()
-            .copied()
-            .filter(|v| env.contains_key(*v))
-            .collect();
-        eprintln!(
-            "started {} ({}) with {} variables, substituted {substituted:?}; log {}",
-            component.name(),
-            command.join(" "),
-            env.len(),
-            log_path.display()
-        );
-        Self {
-            component,
-            child,
-            log_path,
-        }
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!(
-            "--- {} log (last 40 lines) ---\n{}",
-            self.component.name(),
-            tail.join("\n")
-        )
-    }
-
-    /// Waits until `/ready` answers 200, failing with the log if the process
-    /// exits or stays unready for 90 s.
-    async fn wait_ready(&mut self, http_port: u16) {
-        let url = format!("http://127.0.0.1:{http_port}/ready");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited during start-up ({status})\n{}",
-                    self.component.name(),
-                    self.log()
-                );
-            }
-            let res = client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if res.as_ref().is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready at {url} within 90s: {res:?}\n{}",
-                self.component.name(),
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
-
-fn logs(services: &[Service]) -> String {
-    services
-        .iter()
-        .map(Service::log)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn send(
@@ -584,11 +438,8 @@ async fn audit_trail(http: &reqwest::Client, audit: &str, correlation: &str) -> 
     get(http, &format!("{audit}/v1/audit/{correlation}")).await
 }
 
-/// Long-polls the command's `status_url` until it is no longer pending.
-async fn wait_outcome(http: &reqwest::Client, accepted: &Value, services: &[Service]) -> Value {
-    let url = accepted["status_url"]
-        .as_str()
-        .expect("status_url in the 202");
+/// Long-polls a command's status until it is no longer pending.
+async fn wait_outcome(http: &reqwest::Client, url: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, body) = get(http, &format!("{url}?wait=10")).await;
@@ -597,8 +448,7 @@ async fn wait_outcome(http: &reqwest::Client, accepted: &Value, services: &[Serv
         }
         assert!(
             Instant::now() < deadline,
-            "no outcome at {url} within 60s: {status} {body}\n{}",
-            logs(services)
+            "no outcome at {url} within 60s: {status} {body}"
         );
     }
 }

@@ -19,7 +19,7 @@ use polystream_chart_tests::{
     dry_run_apply, ensure_crd, run, run_ok, tool,
 };
 use polystream_smoke_tests::{kube_client, unique};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const MONITORING_KINDS: [&str; 2] = ["ServiceMonitor", "PrometheusRule"];
 

@@ -15,19 +15,19 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use polystream_chart_tests::{RestrictedNamespace, chart_dir, ensure_crd, run, run_ok, tool};
+use polystream_chart_tests::{RestrictedNamespace, chart_dir, ensure_crd, run_ok, tool};
 use polystream_smoke_tests::api::Api;
 use polystream_smoke_tests::jaeger::{CORRELATION_KEY, Jaeger};
+use polystream_smoke_tests::node::{RealNode, image, wait_service};
 use polystream_smoke_tests::{kube_client, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PLATFORM: &str = "platform";
-/// The host's servers the pods use, by Service port name (see [`Node::stores_service`]).
+/// The host's servers the pods use, by Service port name (see [`stores_service`]).
 const STORE_PORTS: [(&str, u16); 6] = [
     ("postgres", 5432),
     ("mongodb", 27017),
@@ -45,117 +45,37 @@ fn helm() -> PathBuf {
     tool("helm", "HELM")
 }
 
-/// The real node as `./dev env` describes it; fails naming the node (and how
-/// to start it) unless the kubelet has it Ready.
-struct Node {
-    name: String,
-    ip: String,
-    taint: String,
-    containerd: String,
-}
-
-impl Node {
-    fn require() -> Self {
-        let var = |k: &str| {
-            std::env::var(k).unwrap_or_else(|_| {
-                panic!(
-                    "{k} is not set: the real Kubernetes node (kubelet, containerd) is not up; \
-                     start it with `./dev up node`, then `source <(./dev env)`"
-                )
-            })
-        };
-        let node = Self {
-            name: var("POLYSTREAM_NODE_NAME"),
-            ip: var("POLYSTREAM_NODE_IP"),
-            taint: var("POLYSTREAM_NODE_TAINT"),
-            containerd: var("POLYSTREAM_NODE_CONTAINERD"),
-        };
-        let ready = run(
-            &kubectl(),
-            &[
-                "get",
-                "node",
-                &node.name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-            None,
-        );
-        assert!(
-            ready.status.success() && String::from_utf8_lossy(&ready.stdout) == "True",
-            "the real node {} (kubelet) is not Ready: start it with `./dev up node` \
-             (./dev status; ./dev logs kubelet): {}",
-            node.name,
-            String::from_utf8_lossy(&ready.stderr)
-        );
-        node
-    }
-
-    /// `image` from the local Docker Engine into the node's containerd.
-    fn import(&self, image: &str) {
-        let docker_host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| {
-            panic!("DOCKER_HOST is not set: the Docker Engine that built {image} is not up (`./dev image`)")
-        });
-        let out = Command::new("bash")
-            .args([
-                "-o",
-                "pipefail",
-                "-c",
-                r#"/usr/bin/docker save "$1" | ctr --address "$2" --namespace k8s.io images import -"#,
-                "import",
-                image,
-                &self.containerd,
-            ])
-            .env("DOCKER_HOST", docker_host)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cannot import {image} into the node's containerd (build it with `./dev image`): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Scheduling that puts a pod on this node (it is tainted for everything else).
-    fn scheduling(&self) -> Value {
-        json!({
-            "nodeSelector": {"kubernetes.io/hostname": self.name},
-            "tolerations": [{"key": self.taint, "operator": "Exists", "effect": "NoSchedule"}],
-        })
-    }
-
-    /// A Service `stores` in `ns` whose endpoint is the node's relay address: the
-    /// pods reach the host's servers by name, as they would reach in-cluster
-    /// stores (through cluster DNS and kube-proxy).
-    fn stores_service(&self, ns: &str) {
-        let ports: Vec<Value> = STORE_PORTS
-            .iter()
-            .map(|(name, port)| json!({"name": name, "port": port, "protocol": "TCP"}))
-            .collect();
-        let service = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "stores", "namespace": ns},
-            "spec": {"ports": ports},
-        });
-        let slice = json!({
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": "stores-host",
-                "namespace": ns,
-                "labels": {"kubernetes.io/service-name": "stores"},
-            },
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [self.ip], "conditions": {"ready": true}}],
-            "ports": ports,
-        });
-        run_ok(
-            &kubectl(),
-            &["apply", "-f", "-"],
-            Some(&format!("{service}\n---\n{slice}")),
-        );
-    }
+/// A Service `stores` in `ns` whose endpoint is the node's relay address: the
+/// pods reach the host's servers by name, as they would reach in-cluster
+/// stores (through cluster DNS and kube-proxy).
+fn stores_service(node: &RealNode, ns: &str) {
+    let ports: Vec<Value> = STORE_PORTS
+        .iter()
+        .map(|(name, port)| json!({"name": name, "port": port, "protocol": "TCP"}))
+        .collect();
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "stores", "namespace": ns},
+        "spec": {"ports": ports},
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "stores-host",
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": "stores"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [node.ip], "conditions": {"ready": true}}],
+        "ports": ports,
+    });
+    run_ok(
+        &kubectl(),
+        &["apply", "-f", "-"],
+        Some(&format!("{service}\n---\n{slice}")),
+    );
 }
 
 fn get_json(args: &[&str]) -> Value {
@@ -303,16 +223,15 @@ async fn audit_trail(http: &reqwest::Client, audit: &str, corr: &str) -> Vec<Str
 
 #[tokio::test]
 async fn helm_install_on_the_real_node_runs_the_platform_from_the_image() {
-    let _ = kube_client().await; // fails naming the API server when it is down
-    let node = Node::require();
+    let node = RealNode::require(&kube_client().await).await;
     let jaeger = Jaeger::reachable().await;
     ensure_crd();
-    let image = format!("polystream:{VERSION}");
+    let image = image();
     node.import(&image);
 
     let ns = RestrictedNamespace::create(&unique("node"));
     let ns_name = ns.0.clone();
-    node.stores_service(&ns_name);
+    stores_service(&node, &ns_name);
     let stores = format!("stores.{ns_name}.svc.cluster.local");
     run_ok(
         &kubectl(),
@@ -473,6 +392,8 @@ async fn helm_install_on_the_real_node_runs_the_platform_from_the_image() {
         "http://{}:8080",
         cluster_ip(&ns_name, &format!("{PLATFORM}-monitor"))
     );
+    wait_service(&api.base).await;
+    wait_service(&audit).await;
     let tag = ns_name.clone();
     let corr = register(&api, &tag, 0).await;
     let done = outcome(&api, &corr).await;

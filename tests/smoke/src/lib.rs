@@ -1,13 +1,14 @@
 //! Support for the smoke tests and the workspace's integration tests: where
 //! each server is, and a failure message that names the server when it is
 //! not there (a missing server is a failed test, never a skipped one);
-//! traces read back from Jaeger ([`jaeger`]); series found in `/metrics`
+//! traces read back from Jaeger ([`jaeger`]); the real node ([`node`]); series found in `/metrics`
 //! text ([`metrics_text`]); a client of S1's API ([`api`]).
 
 pub mod api;
 pub mod cli;
 pub mod jaeger;
 pub mod metrics_text;
+pub mod node;
 
 use std::fmt::Display;
 
