@@ -364,7 +364,6 @@ kubelet_version() { echo "$KUBE_VERSION"; }
 kubelet_installed() { pkg_installed kubernetes "$KUBE_VERSION" && [[ -x $(kube_bin kubelet) ]]; }
 kubelet_install() { kube_build; }
 kubelet_addr() { echo "https://$NODE_IP:10250"; }
-kubelet_env() { node_env; }
 
 kubelet_config() {
   local pki
@@ -445,6 +444,25 @@ kubelet_stop() {
   fi
   stop_pid kubelet
   if kube_apiserver_ready; then kube_kubectl delete node "$NODE_NAME" --wait=false >/dev/null 2>&1 || true; fi
+  kubelet_iptables_cleanup
+}
+
+# The chains the kubelet creates (its canaries, and KUBE-FIREWALL hooked into
+# INPUT and OUTPUT), in both families: nothing of the node stays in the host's
+# firewall after `./dev down`.
+kubelet_iptables_cleanup() {
+  local ipt table chain
+  for ipt in iptables ip6tables; do
+    for chain in INPUT OUTPUT; do
+      while "$ipt" -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
+    done
+    for table in filter nat mangle; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        "$ipt" -t "$table" -F "$chain" 2>/dev/null && "$ipt" -t "$table" -X "$chain" 2>/dev/null
+      done
+    done
+  done
+  return 0
 }
 
 # --- kube-proxy -----------------------------------------------------------------
