@@ -8,7 +8,9 @@
 KUBE_VERSION=v1.34.4
 # Release tag time of k8s.io/kubernetes v1.34.4 (the module proxy's .info).
 KUBE_BUILD_DATE=2026-02-10T12:53:36Z
-KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# Built only when the real node is first started (scripts/components/node.sh).
+KUBE_NODE_BINARIES=(kubelet kube-proxy)
 
 KUBE_APISERVER_PORT=6443
 KUBE_CONTROLLER_MANAGER_PORT=10257
@@ -31,16 +33,18 @@ kube_ldflags() {
   printf '%s' "$flags"
 }
 
+# kube_build [BINARY...]: the control plane and kubectl by default.
 kube_build() {
-  local dir log i=0 b
+  local dir log i=0 b bins=("$@")
+  ((${#bins[@]})) || bins=("${KUBE_BINARIES[@]}")
   dir=$(pkg_dir kubernetes "$KUBE_VERSION")
   log=$(logfile install-kubernetes)
   mkdir -p "$dir/bin"
-  for b in "${KUBE_BINARIES[@]}"; do
+  for b in "${bins[@]}"; do
     i=$((i + 1))
     [[ -x $dir/bin/$b ]] && continue
     # Build to a temp name so an interrupted build never looks installed.
-    with_progress "building $b $KUBE_VERSION ($i/${#KUBE_BINARIES[@]})" "$log" \
+    with_progress "building $b $KUBE_VERSION ($i/${#bins[@]})" "$log" \
       env -C "$PS_ROOT/scripts/go/kubernetes" CGO_ENABLED=0 \
       go build -trimpath -ldflags "$(kube_ldflags)" -o "$dir/bin/$b.tmp" "k8s.io/kubernetes/cmd/$b" || return 1
     mv "$dir/bin/$b.tmp" "$dir/bin/$b"

@@ -362,7 +362,7 @@ kubelet_START_TIMEOUT=120
 
 kubelet_version() { echo "$KUBE_VERSION"; }
 kubelet_installed() { pkg_installed kubernetes "$KUBE_VERSION" && [[ -x $(kube_bin kubelet) ]]; }
-kubelet_install() { kube_build; }
+kubelet_install() { kube_build "${KUBE_NODE_BINARIES[@]}"; }
 kubelet_addr() { echo "https://$NODE_IP:10250"; }
 
 kubelet_config() {
@@ -469,7 +469,7 @@ kubelet_iptables_cleanup() {
 
 kube_proxy_version() { echo "$KUBE_VERSION"; }
 kube_proxy_installed() { pkg_installed kubernetes "$KUBE_VERSION" && [[ -x $(kube_bin kube-proxy) ]]; }
-kube_proxy_install() { kube_build; }
+kube_proxy_install() { kube_build "${KUBE_NODE_BINARIES[@]}"; }
 kube_proxy_addr() { echo "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT"; }
 
 # iptables mode. masqueradeAll: without it a pod reaching a Service whose
