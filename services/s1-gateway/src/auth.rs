@@ -4,6 +4,9 @@
 //! SHA-256 (`keys::session`), so a leaked Redis dump cannot be replayed. The
 //! hash doubles as the session id users see when listing their sessions.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -14,6 +17,7 @@ use chrono::{DateTime, Utc};
 use polystream_stores::sessions;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, State};
@@ -64,7 +68,64 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// argon2id PHC string; CPU-heavy, so off the async threads.
+/// Password hashing and checking with bounded concurrency. argon2id holds
+/// 19 MiB of memory per hash, and each runs on a blocking thread (up to 512),
+/// so unbounded, a burst of registrations grew S1 to gigabytes. At most
+/// `concurrency` hashes run at once; a request that cannot start within the
+/// queue timeout answers 503 with `Retry-After` instead of piling up.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    queue_timeout: Duration,
+    /// Checked against when the email is unknown, so that answer costs what
+    /// a wrong password costs (no account probing by timing).
+    dummy: Arc<str>,
+}
+
+impl Hasher {
+    /// Start-up only: computes the dummy hash.
+    pub fn new(concurrency: usize, queue_timeout: Duration) -> Self {
+        let salt = SaltString::generate(&mut OsRng);
+        let dummy = Argon2::default()
+            .hash_password(new_token().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue_timeout,
+            dummy: dummy.into(),
+        }
+    }
+
+    async fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
+        match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::from(
+                polystream_common::problem::Problem::unavailable(
+                    "too many password checks at once; retry later",
+                ),
+            )),
+        }
+    }
+
+    /// An argon2id PHC string for `password`.
+    pub async fn hash(&self, password: String) -> ApiResult<String> {
+        let _permit = self.permit().await?;
+        hash_password(password).await
+    }
+
+    /// Whether `password` matches `hash`; with no hash (unknown account) it
+    /// does the same work and answers false.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> ApiResult<bool> {
+        let _permit = self.permit().await?;
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy.to_string());
+        Ok(verify_password(password, hash).await && known)
+    }
+}
+
+/// argon2id PHC string; CPU-heavy, so off the async threads. Unbounded: the
+/// service goes through [`Hasher`].
 pub async fn hash_password(password: String) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
@@ -175,6 +236,30 @@ mod tests {
         assert!(!h.contains("correct horse"));
         assert!(verify_password("correct horse".into(), h.clone()).await);
         assert!(!verify_password("wrong horse".into(), h).await);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_a_check_and_is_refused() {
+        let hasher = Hasher::new(1, Duration::from_secs(5));
+        let h = hasher.hash("correct horse".into()).await.unwrap();
+        assert!(
+            hasher
+                .verify("correct horse".into(), Some(h))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify("correct horse".into(), None).await.unwrap());
+        assert!(!hasher.verify(String::new(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashing_beyond_the_bound_waits_then_answers_503() {
+        let hasher = Hasher::new(1, Duration::from_millis(50));
+        let held = hasher.permits.clone().acquire_owned().await.unwrap();
+        let err = hasher.hash("pw".into()).await.unwrap_err();
+        assert_eq!(err.0.status, 503);
+        drop(held);
+        assert!(hasher.hash("pw".into()).await.is_ok());
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct Config {
     pub max_asset_bytes: u64,
     /// `ADMIN_EMAIL` + `ADMIN_PASSWORD`: bootstrap administrator, both or neither.
     pub admin: Option<(String, String)>,
+    /// `PASSWORD_HASH_CONCURRENCY`: password hashes (19 MiB each) computed at once.
+    pub password_hash_concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE_SECONDS`: how long a registration or login waits
+    /// for a hashing slot before answering 503.
+    pub password_hash_queue_timeout: Duration,
     /// `LEGACY_API`: serve seed 002's endpoints too.
     pub legacy_api: bool,
     /// `SOURCE`: the CloudEvents `source` of every event S1 publishes.
@@ -78,6 +83,9 @@ impl Config {
                 None
             }
         };
+        let password_hash_concurrency = positive(r, "PASSWORD_HASH_CONCURRENCY", 2) as usize;
+        let password_hash_queue_timeout =
+            Duration::from_secs(positive(r, "PASSWORD_HASH_QUEUE_SECONDS", 10));
         let legacy_api = r.parse("LEGACY_API", true);
         let source = r.string("SOURCE", "/polystream/s1-gateway");
         Self {
@@ -93,6 +101,8 @@ impl Config {
             max_body_bytes,
             max_asset_bytes,
             admin,
+            password_hash_concurrency,
+            password_hash_queue_timeout,
             legacy_api,
             source,
         }

@@ -20,6 +20,8 @@ pub struct State {
     pub redis: ConnectionManager,
     pub producer: kafka::Publisher,
     pub status: StatusStore,
+    /// Password hashing, bounded (see [`crate::auth::Hasher`]).
+    pub hasher: crate::auth::Hasher,
     pub metrics: S1Metrics,
     /// What `/metrics` serves.
     pub registry: std::sync::Arc<prometheus_client::registry::Registry>,
@@ -60,12 +62,17 @@ impl State {
         let status = StatusStore::new(client, redis.clone());
         let metrics = S1Metrics::default();
         let registry = metrics.register(&config.topics.user_events);
+        let hasher = crate::auth::Hasher::new(
+            config.password_hash_concurrency,
+            config.password_hash_queue_timeout,
+        );
         Ok(Self {
             pg,
             mongo,
             redis,
             producer,
             status,
+            hasher,
             metrics,
             registry,
             config,

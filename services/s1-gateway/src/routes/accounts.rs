@@ -66,7 +66,7 @@ pub async fn register(
         return Err(ApiError::field(password_field, r));
     }
     let user_id = ids::next_user_id(&state.redis).await?;
-    let password_hash = auth::hash_password(u.password).await?;
+    let password_hash = state.hasher.hash(u.password).await?;
     let command = Command::UserRegistered(UserRegistered {
         user_id,
         name: u.name,
@@ -161,19 +161,13 @@ pub async fn post_session(
     ValidJson(l): ValidJson<Login>,
 ) -> ApiResult<Response> {
     let login = users::login_by_email(&state.pg, l.email.trim()).await?;
-    // Same answer for unknown email and wrong password: no account probing.
-    let denied = || ApiError::unauthorized("wrong email or password");
-    let Some(users::Login {
-        user_id,
-        password_hash,
-        admin,
-    }) = login
-    else {
-        return Err(denied());
+    // The same answer, after the same work, for an unknown email and a wrong
+    // password: no account probing.
+    let hash = login.as_ref().map(|l| l.password_hash.clone());
+    let matches = state.hasher.verify(l.password, hash).await?;
+    let Some(users::Login { user_id, admin, .. }) = login.filter(|_| matches) else {
+        return Err(ApiError::unauthorized("wrong email or password"));
     };
-    if !auth::verify_password(l.password, password_hash).await {
-        return Err(denied());
-    }
     let (token, expires_at) = auth::create_session(&state, user_id, admin).await?;
     let session_id = auth::token_hash(&token);
     Ok((
