@@ -19,6 +19,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// `STATUS_WAIT_MAX_SECONDS`: the longest `?wait=` a client may ask for.
     pub status_wait_max: u64,
+    /// `STATUS_WAIT_MAX_CONCURRENT`: long-polls (`?wait=`) waiting at once; beyond
+    /// it a long-poll answers the current state at once.
+    pub status_wait_max_concurrent: usize,
     /// `KAFKA_ACK_TIMEOUT_SECONDS`: how long a write waits for Kafka before answering 503.
     pub kafka_ack_timeout: Duration,
     /// `TITLE_CACHE_TTL_SECONDS`: lifetime of a cached title.
@@ -52,6 +55,11 @@ impl Config {
             .to_owned();
         let session_ttl = Duration::from_secs(positive(r, "SESSION_TTL_SECONDS", 3600));
         let status_wait_max = r.parse("STATUS_WAIT_MAX_SECONDS", 30u64);
+        let status_wait_max_concurrent = positive(
+            r,
+            "STATUS_WAIT_MAX_CONCURRENT",
+            polystream_common::status::DEFAULT_MAX_WAITERS as u64,
+        ) as usize;
         let kafka_ack_timeout = Duration::from_secs(positive(r, "KAFKA_ACK_TIMEOUT_SECONDS", 5));
         let title_cache_ttl = Duration::from_secs(positive(
             r,
@@ -96,6 +104,7 @@ impl Config {
             public_url,
             session_ttl,
             status_wait_max,
+            status_wait_max_concurrent,
             kafka_ack_timeout,
             title_cache_ttl,
             max_body_bytes,

@@ -59,7 +59,8 @@ impl State {
             config.kafka_ack_timeout,
         )
         .context("creating the Kafka producer")?;
-        let status = StatusStore::new(client, redis.clone());
+        let status =
+            StatusStore::with_max_waiters(client, redis.clone(), config.status_wait_max_concurrent);
         let metrics = S1Metrics::default();
         let registry = metrics.register(&config.topics.user_events);
         let hasher = crate::auth::Hasher::new(

@@ -13,7 +13,6 @@ use std::time::Duration;
 use polystream_smoke_tests::jaeger::{CORRELATION_KEY, Jaeger, find, shutdown_within};
 use polystream_smoke_tests::unique;
 use rdkafka::Message;
-use rdkafka::consumer::Consumer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
@@ -89,15 +88,12 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
     );
 
     // The record on Kafka carries the producer span's context for S2 to continue.
-    let consumer = polystream_common::kafka::consumer(
+    let consumer = polystream_common::kafka::topic_reader(
         &h.config.stores.kafka_bootstrap_servers,
-        &unique("s1-trace-test"),
-        "s1-trace-test",
+        &h.config.topics.user_events,
     )
+    .await
     .unwrap();
-    consumer
-        .subscribe(&[h.config.topics.user_events.as_str()])
-        .unwrap();
     let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await
         .expect("the command is on Kafka")

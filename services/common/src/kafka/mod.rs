@@ -74,6 +74,40 @@ pub fn consumer(
     consumer_config(bootstrap, group, client_id).create()
 }
 
+/// A reader of every partition of `topic` from its beginning, for tests and
+/// tools that watch what was published. It joins no consumer group: dropping
+/// a group member while a cooperative rebalance is in flight can block its
+/// drop for ever inside librdkafka (seen in a test harness), and a reader
+/// needs neither rebalances nor commits.
+pub async fn topic_reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer, KafkaError> {
+    use rdkafka::consumer::Consumer as _;
+    use rdkafka::{Offset, TopicPartitionList};
+    // librdkafka wants a group id even for assigned partitions; nothing joins it.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "polystream-topic-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (consumer, topic) = (std::sync::Arc::new(consumer), topic.to_owned());
+    let metadata = {
+        let (c, t) = (consumer.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&t), Duration::from_secs(10)))
+            .await
+            .map_err(|_| KafkaError::Canceled)??
+    };
+    let mut partitions = TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        partitions.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
+    }
+    if partitions.count() == 0 {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    consumer.assign(&partitions)?;
+    std::sync::Arc::try_unwrap(consumer).map_err(|_| KafkaError::Canceled)
+}
+
 fn consumer_config(bootstrap: &str, group: &str, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)

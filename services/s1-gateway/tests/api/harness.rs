@@ -6,7 +6,7 @@ use std::time::Duration;
 use polystream_common::config::Reader;
 use polystream_s1_gateway::Config;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -122,16 +122,18 @@ pub async fn start(overrides: &[(&str, &str)]) -> Harness {
     let mongo = polystream_stores::mongo::connect(&s.mongodb_uri)
         .await
         .unwrap();
-    let consumer = kafka_alive.then(|| {
-        let c = polystream_common::kafka::consumer(
-            &s.kafka_bootstrap_servers,
-            &unique("s1-test"),
-            "s1-test",
+    let consumer = if kafka_alive {
+        Some(
+            polystream_common::kafka::topic_reader(
+                &s.kafka_bootstrap_servers,
+                &config.topics.user_events,
+            )
+            .await
+            .unwrap(),
         )
-        .unwrap();
-        c.subscribe(&[config.topics.user_events.as_str()]).unwrap();
-        c
-    });
+    } else {
+        None
+    };
     Harness {
         base,
         http,

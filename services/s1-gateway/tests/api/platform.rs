@@ -62,6 +62,79 @@ async fn openapi_and_docs_are_served_and_committed_document_is_current() {
 }
 
 #[tokio::test]
+async fn long_polls_are_bounded_share_one_subscription_and_unknown_ids_answer_at_once() {
+    let h = start(&[("STATUS_WAIT_MAX_CONCURRENT", "2")]).await;
+    // An unknown id: 404 at once, not after the wait it asked for.
+    let started = Instant::now();
+    expect_problem(
+        h.get(
+            &format!("/v1/status/{}?wait=20", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await,
+        404,
+        None,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an unknown id waited {:?}",
+        started.elapsed()
+    );
+
+    // A pending command: two long-polls wait (the bound), a third answers
+    // `pending` at once; then the outcome wakes both.
+    let client = redis::Client::open(h.config.stores.redis_url.as_str()).unwrap();
+    let store = StatusStore::new(
+        client.clone(),
+        redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .unwrap(),
+    );
+    let cid = uuid::Uuid::new_v4();
+    store.mark_pending(cid, "polystream.test.v1").await.unwrap();
+    let url = format!("/v1/status/{cid}?wait=20");
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, full) = (h.http.clone(), format!("{}{url}", h.base));
+            tokio::spawn(async move {
+                let res = http.get(full).send().await.unwrap();
+                res.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    // Once both wait, a third, beyond the bound, answers at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let third: Value = h.get(&url, None).await.json().await.unwrap();
+    assert_eq!(third["state"], "pending", "{third}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a long-poll beyond the bound of 2 waited {:?}",
+        started.elapsed()
+    );
+    // No per-request subscription: nobody subscribed to this command's channel.
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let numsub: (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("status-changed:{cid}"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(numsub.1, 0, "a long-poll subscribed on its own");
+    let mut done = CommandStatus::pending(cid, "polystream.test.v1");
+    done.state = State::Completed;
+    store.record(&done).await.unwrap();
+    for w in waiters {
+        let body = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("a waiting long-poll was not woken by the outcome")
+            .unwrap();
+        assert_eq!(body["state"], "completed", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn status_long_poll_returns_as_soon_as_the_outcome_is_recorded() {
     let h = start(&[]).await;
     let (uid, token) = h.user(false).await;
