@@ -153,16 +153,12 @@ impl Env {
         )
         .await
         .unwrap_or_else(|e| fail("Apache Kafka", "kafka", e));
-        let responses: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &ep.kafka_bootstrap_servers)
-            .set("group.id", unique_name("s2t-reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        responses
-            .subscribe(&[&config.topics.response_events])
-            .unwrap();
+        let responses = polystream_common::kafka::topic_reader(
+            &ep.kafka_bootstrap_servers,
+            &config.topics.response_events,
+        )
+        .await
+        .unwrap();
         Self {
             config,
             producer,
