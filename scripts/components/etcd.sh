@@ -32,6 +32,9 @@ etcd_start() {
   chmod 700 "$PS_DATA/etcd" # etcd warns (and 3.7 refuses) otherwise
   # A one-member cluster; the data dir is reused across restarts, so the
   # initial-cluster flags only matter on first start.
+  # No fsync: a local development store, where a slow disk under a busy test
+  # run made writes time out ("etcdserver: request timed out"); a killed etcd
+  # still loses nothing (the page cache survives it), only a machine crash would.
   spawn etcd "$(pkg_dir etcd "$ETCD_VERSION")/bin/etcd" \
     --name polystream \
     --data-dir "$PS_DATA/etcd" \
@@ -42,6 +45,7 @@ etcd_start() {
     --initial-cluster "polystream=$url:$ETCD_PEER_PORT" \
     --initial-cluster-state new \
     --quota-backend-bytes $((2 * 1024 * 1024 * 1024)) \
+    --unsafe-no-fsync \
     --log-level warn
 }
 
