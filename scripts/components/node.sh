@@ -38,6 +38,22 @@ node_env() {
   echo "POLYSTREAM_NODE_CONTAINERD=$(containerd_socket)"
 }
 
+# node_needs NAME WHAT: fails NAME's start (with the reason `./dev status`
+# shows) unless WHAT (kube_apiserver, or the pod bridge containerd makes) is up.
+node_needs() {
+  case $2 in
+    kube_apiserver)
+      kube_apiserver_ready && return 0
+      echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile "$1")"
+      ;;
+    bridge)
+      ip addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q "inet $NODE_IP/" && return 0
+      echo "needs containerd (it creates the pod bridge with $NODE_IP)" >"$(failfile "$1")"
+      ;;
+  esac
+  return 1
+}
+
 # --- containerd (with the bridge, CNI config and pause image) ---------------------
 
 CONTAINERD_VERSION=1.6.20
@@ -247,10 +263,7 @@ store_relay_install() { apt_ensure socat; }
 store_relay_addr() { echo "$NODE_IP:{$(node_relay_ports | paste -sd, -)}"; }
 
 store_relay_start() {
-  if ! ip addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q "inet $NODE_IP/"; then
-    echo "needs containerd (it creates the pod bridge with $NODE_IP)" >"$(failfile store_relay)"
-    return 1
-  fi
+  node_needs store_relay bridge || return 1
   local cmd='' p
   for p in $(node_relay_ports); do
     cmd+="socat TCP-LISTEN:$p,bind=$NODE_IP,fork,reuseaddr TCP:127.0.0.1:$p & "
@@ -338,14 +351,8 @@ COREFILE
 }
 
 coredns_start() {
-  if ! kube_apiserver_ready; then
-    echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile coredns)"
-    return 1
-  fi
-  if ! ip addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q "inet $NODE_IP/"; then
-    echo "needs containerd (it creates the pod bridge with $NODE_IP)" >"$(failfile coredns)"
-    return 1
-  fi
+  node_needs coredns kube_apiserver || return 1
+  node_needs coredns bridge || return 1
   kube_pki || return 1
   coredns_rbac | kube_kubectl apply -f - >>"$(logfile coredns)" 2>&1 || return 1
   coredns_corefile >"$(node_dir)/Corefile"
@@ -403,10 +410,7 @@ YAML
 }
 
 kubelet_start() {
-  if ! kube_apiserver_ready; then
-    echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile kubelet)"
-    return 1
-  fi
+  node_needs kubelet kube_apiserver || return 1
   if ! containerd_ready; then
     echo "needs containerd, which does not answer at $(containerd_addr)" >"$(failfile kubelet)"
     return 1
@@ -499,10 +503,7 @@ YAML
 }
 
 kube_proxy_start() {
-  if ! kube_apiserver_ready; then
-    echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile kube_proxy)"
-    return 1
-  fi
+  node_needs kube_proxy kube_apiserver || return 1
   kube_pki || return 1
   kube_proxy_config >"$(node_dir)/kube-proxy.yaml"
   spawn kube_proxy "$(kube_bin kube-proxy)" --config="$(node_dir)/kube-proxy.yaml"

@@ -448,17 +448,6 @@ async fn helm_install_on_the_real_node_runs_the_platform_from_the_image() {
             &ns_name,
             &killed_s2,
             &killed_s3,
-            "--wait=false",
-        ],
-        None,
-    );
-    run_ok(
-        &kubectl(),
-        &[
-            "delete",
-            "pod",
-            "-n",
-            &ns_name,
             &first_leader,
             "--wait=false",
         ],
