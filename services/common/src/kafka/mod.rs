@@ -89,21 +89,37 @@ pub async fn topic_reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer
         .set("enable.auto.commit", "false")
         .create()?;
     let (consumer, topic) = (std::sync::Arc::new(consumer), topic.to_owned());
-    let metadata = {
-        let (c, t) = (consumer.clone(), topic.clone());
-        tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&t), Duration::from_secs(10)))
-            .await
-            .map_err(|_| KafkaError::Canceled)??
+    // A topic created a moment ago may not be in every broker's metadata yet
+    // (seen in CI right after `ensure_topics`), so give it a little while.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let partitions = loop {
+        let metadata = {
+            let (c, t) = (consumer.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&t), Duration::from_secs(10)))
+                .await
+                .map_err(|_| KafkaError::Canceled)??
+        };
+        let ready: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| t.partitions())
+            .map(|p| if p.leader() >= 0 { p.id() } else { -1 })
+            .collect();
+        if !ready.is_empty() && ready.iter().all(|&id| id >= 0) {
+            let mut partitions = TopicPartitionList::new();
+            for id in ready {
+                partitions.add_partition_offset(&topic, id, Offset::Beginning)?;
+            }
+            break partitions;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let mut partitions = TopicPartitionList::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        partitions.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
-    }
-    if partitions.count() == 0 {
-        return Err(KafkaError::MetadataFetch(
-            RDKafkaErrorCode::UnknownTopicOrPartition,
-        ));
-    }
     consumer.assign(&partitions)?;
     std::sync::Arc::try_unwrap(consumer).map_err(|_| KafkaError::Canceled)
 }
