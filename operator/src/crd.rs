@@ -79,6 +79,10 @@ pub struct StreamingPlatformSpec {
     /// Traces and metrics.
     #[serde(default)]
     pub observability: ObservabilitySpec,
+    /// Seed 002's endpoints (`/usuarios`, ...) on the gateway, for the
+    /// original platform's clients. Off unless asked for.
+    #[serde(default)]
+    pub legacy_api: LegacyApiSpec,
     /// When true the operator changes nothing and says so in a condition.
     #[serde(default)]
     pub paused: bool,
@@ -119,6 +123,37 @@ fn default_repository() -> String {
 /// into one `polystream:<workspace version>` image.
 fn default_tag() -> String {
     env!("CARGO_PKG_VERSION").into()
+}
+
+/// Whether the gateway serves seed 002's endpoints, and to whom.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyApiSpec {
+    /// Serve them.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `Token`: an endpoint that touches one account needs that account's
+    /// bearer token; `Open`: anyone, as in the original platform.
+    #[serde(default)]
+    pub access: LegacyAccess,
+}
+
+/// Unit-only, so the schema is a plain string enum (structural).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LegacyAccess {
+    #[default]
+    Token,
+    Open,
+}
+
+impl LegacyAccess {
+    /// The gateway's `LEGACY_API_ACCESS` value.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Open => "open",
+        }
+    }
 }
 
 /// Unit-only, so the schema is a plain string enum (structural).

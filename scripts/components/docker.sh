@@ -38,3 +38,13 @@ docker_start() {
 docker_ready() {
   [[ -S $(docker_socket) ]] && DOCKER_HOST="unix://$(docker_socket)" /usr/bin/docker info >/dev/null 2>&1
 }
+
+docker_stop() {
+  stop_pid docker
+  # dockerd leaves its exec root's netns bind mount behind, which keeps the
+  # state dir from being removed; unmount whatever is still under it.
+  local m
+  while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(
+    awk -v a="$PS_RUN/docker/" 'index($5, a) == 1 { print $5 }' /proc/self/mountinfo | sort -r
+  )
+}

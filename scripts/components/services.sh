@@ -32,15 +32,25 @@ svc_build() {
   _svc_built=1
 }
 
+# Locally the demo load (`./dev demo load`) and benchmarks come from one
+# address, so S1's per-address limits are raised here (the summary says so);
+# a cluster keeps the defaults (docs/configuration.md).
+S1_LOCAL_LIMITS=(RATE_LIMIT_REGISTRATION=600/min RATE_LIMIT_LOGIN=600/min
+  RATE_LIMIT_WRITES=60000/min RATE_LIMIT_READS=60000/min RATE_LIMIT_STATUS=60000/min)
+# Locally the seed's own clients (its Postman collection, dashboard) work
+# unchanged: they send no token.
+S1_LOCAL_SEED_ACCESS=LEGACY_API_ACCESS=open
+
 svc_start() {
-  local name=$1 package=$2 port=$3
+  local name=$1 package=$2 port=$3 extra=()
+  [[ $name == s1_gateway ]] && extra=("${S1_LOCAL_LIMITS[@]}" "$S1_LOCAL_SEED_ACCESS")
   # Cheap when nothing changed; picks up edits to the services.
   svc_build || return 1
   [[ -f $PS_STATE/env ]] || { warn "$name needs the local servers' settings: run ./dev up"; return 1; }
   mkdir -p "$PS_DATA/$name"
   # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
   spawn "$name" env HTTP_ADDR="127.0.0.1:$port" SPOOL_DIR="$PS_DATA/$name/spool" \
-    ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
+    ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" "${extra[@]}" \
     bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$CARGO_TARGET_DIR/debug/$package"
 }
 

@@ -215,7 +215,21 @@ pub(crate) fn env(sp: &StreamingPlatform, c: Component) -> Vec<EnvVar> {
         ));
     }
     match c {
-        Component::Gateway => put(value("PUBLIC_URL", &gateway_url(sp))),
+        Component::Gateway => {
+            put(value("PUBLIC_URL", &gateway_url(sp)));
+            let legacy = &sp.spec.legacy_api;
+            put(value("LEGACY_API", &legacy.enabled.to_string()));
+            put(value("LEGACY_API_ACCESS", legacy.access.as_env()));
+            // Platforms sharing one Redis keep separate rate-limit budgets.
+            put(value(
+                "RATE_LIMIT_SCOPE",
+                &format!(
+                    "{}/{}",
+                    sp.namespace().unwrap_or_else(|| "default".to_owned()),
+                    sp.name_any()
+                ),
+            ));
+        }
         Component::Processor => {}
         Component::Monitor => {
             put(value("SPOOL_DIR", SPOOL_DIR));
@@ -469,10 +483,13 @@ mod tests {
             names(Component::Gateway),
             [
                 "DATABASE_URL",
+                "LEGACY_API",
+                "LEGACY_API_ACCESS",
                 "MONGODB_URI",
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "OTEL_SERVICE_NAME",
                 "PUBLIC_URL",
+                "RATE_LIMIT_SCOPE",
                 "REDIS_URL"
             ]
         );
@@ -511,6 +528,10 @@ mod tests {
         assert_eq!(gw["MONGODB_URI"], "secret:polystream-stores/mongodb-uri");
         assert_eq!(gw["REDIS_URL"], "secret:polystream-stores/redis-uri");
         assert_eq!(gw["PUBLIC_URL"], "http://polystream-gateway.media.svc:8080");
+        assert_eq!(gw["RATE_LIMIT_SCOPE"], "media/polystream");
+        // Seed routes only when the spec asks for them.
+        assert_eq!(gw["LEGACY_API"], "false");
+        assert_eq!(gw["LEGACY_API_ACCESS"], "token");
         assert_eq!(gw["OTEL_SERVICE_NAME"], "polystream-s1-gateway");
         assert_eq!(
             gw["OTEL_RESOURCE_ATTRIBUTES"],
@@ -581,16 +602,19 @@ mod tests {
             names,
             [
                 "DATABASE_URL",
+                "LEGACY_API",
+                "LEGACY_API_ACCESS",
                 "MONGODB_URI",
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "OTEL_SERVICE_NAME",
+                "RATE_LIMIT_SCOPE",
                 "REDIS_URL",
                 "PUBLIC_URL",
                 "ADMIN_EMAIL"
             ]
         );
-        assert_eq!(env[5].value.as_deref(), Some("https://api.example.com"));
-        assert_eq!(env[6].value.as_deref(), Some("admin@example.com"));
+        assert_eq!(env[8].value.as_deref(), Some("https://api.example.com"));
+        assert_eq!(env[9].value.as_deref(), Some("admin@example.com"));
     }
 
     #[test]

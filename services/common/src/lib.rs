@@ -13,6 +13,7 @@
 //! - [`health`]: `/health` and `/ready`;
 //! - [`problem`]: RFC 9457 error responses;
 //! - [`progress`]: a consumer group's real lag per partition, and stalls;
+//! - [`ratelimit`]: rate limits shared by every replica (Redis), login lockout;
 //! - [`telemetry`]: start-up of JSON logs and OTLP traces (`OTEL_*`), correlation ids.
 
 pub mod cli;
@@ -25,5 +26,6 @@ pub mod kafka;
 pub mod metrics;
 pub mod problem;
 pub mod progress;
+pub mod ratelimit;
 pub mod status;
 pub mod telemetry;

@@ -31,6 +31,10 @@ pub struct Problem {
     /// Every input that was wrong, so a client can fix them all at once.
     #[serde(rename = "invalid-params", skip_serializing_if = "Vec::is_empty")]
     pub invalid_params: Vec<InvalidParam>,
+    /// Seconds to send as `Retry-After` (429 and 503); a header, not a member.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -42,7 +46,25 @@ impl Problem {
             detail: None,
             instance: None,
             invalid_params: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// Sends `Retry-After` with this problem, in whole seconds (at least 1).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        self
+    }
+
+    /// 429: a rate limit or a lockout; `Retry-After` says when to come back.
+    pub fn too_many_requests(detail: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+        )
+        .detail(detail)
+        .retry_after(wait)
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -101,9 +123,14 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
         let mut res = (status, Json(self)).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }
@@ -133,5 +160,21 @@ mod tests {
         assert_eq!(json["detail"], "invalid value for body.email, body.stars");
         let res = p.into_response();
         assert_eq!(res.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+    }
+
+    #[test]
+    fn retry_after_is_a_header_in_whole_seconds() {
+        let p = Problem::too_many_requests("slow down", std::time::Duration::from_millis(1200));
+        assert!(
+            serde_json::to_value(&p)
+                .unwrap()
+                .get("retry_after")
+                .is_none()
+        );
+        let res = p.into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+        let res = Problem::too_many_requests("x", std::time::Duration::ZERO).into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
     }
 }

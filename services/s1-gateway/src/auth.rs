@@ -168,7 +168,7 @@ pub async fn create_session(
         created_at: now,
         last_seen: now,
     };
-    let ttl = state.config.session_ttl.as_secs();
+    let ttl = session_ttl(&state.config, now, now).unwrap_or(1);
     let expires = now + chrono::Duration::seconds(ttl as i64);
     sessions::create(
         &state.redis,
@@ -180,6 +180,18 @@ pub async fn create_session(
     )
     .await?;
     Ok((token, expires))
+}
+
+/// Seconds a session used `now` may live on: the idle lifetime, cut short by
+/// the absolute one; `None` once the absolute lifetime has passed.
+pub fn session_ttl(
+    config: &crate::Config,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    let max = chrono::Duration::from_std(config.session_max_lifetime).ok()?;
+    let left = (created_at + max - now).num_seconds();
+    (left > 0).then(|| config.session_ttl.as_secs().min(left as u64))
 }
 
 /// Ends one session of `user_id`; false when there was no such session.
@@ -212,11 +224,25 @@ impl FromRequestParts<AppState> for Caller {
                 "the token is unknown or its session expired",
             ));
         };
-        // Activity keeps the session alive.
-        data.last_seen = Utc::now();
-        let ttl = state.config.session_ttl.as_secs();
-        let expires = data.last_seen.timestamp() + ttl as i64;
-        sessions::refresh(&state.redis, &hash, data.user_id, &data, ttl, expires).await?;
+        // Activity keeps the session alive, up to its absolute lifetime.
+        let now = Utc::now();
+        let Some(ttl) = session_ttl(&state.config, data.created_at, now) else {
+            sessions::end(&state.redis, data.user_id, &hash, true).await?;
+            return Err(ApiError::unauthorized(
+                "the session reached its maximum lifetime; log in again",
+            ));
+        };
+        data.last_seen = now;
+        let expires = now.timestamp() + ttl as i64;
+        if !sessions::refresh(&state.redis, &hash, data.user_id, &data, ttl, expires).await? {
+            return Err(ApiError::unauthorized("the session has ended"));
+        }
+        // The account's own budget, beside its address's (limits::by_address).
+        if let Some(class) = parts.extensions.get::<crate::limits::RouteClass>().copied() {
+            crate::limits::spend(state, class, &format!("user:{}", data.user_id))
+                .await
+                .map_err(ApiError)?;
+        }
         Ok(Caller {
             session_id: hash,
             user_id: data.user_id,
@@ -228,6 +254,21 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_slides_until_its_absolute_lifetime() {
+        let mut r = polystream_common::config::Reader::new([
+            ("SESSION_TTL_SECONDS", "3600"),
+            ("SESSION_MAX_LIFETIME_SECONDS", "7200"),
+        ]);
+        let config = crate::Config::read(&mut r);
+        let t0 = Utc::now();
+        let at = |secs| t0 + chrono::Duration::seconds(secs);
+        assert_eq!(session_ttl(&config, t0, t0), Some(3600));
+        assert_eq!(session_ttl(&config, t0, at(5400)), Some(1800));
+        assert_eq!(session_ttl(&config, t0, at(7200)), None);
+        assert_eq!(session_ttl(&config, t0, at(9000)), None);
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_never_contain_the_password() {

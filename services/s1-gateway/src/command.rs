@@ -65,27 +65,52 @@ pub fn violations_problem(violations: Vec<Violation>, fields: FieldMap<'_>) -> P
 }
 
 /// Publishes `command` and records it as pending; 503 unless Kafka acknowledged it.
+///
+/// Under an `Idempotency-Key` ([`crate::idempotency`]) the event is recorded
+/// before it is sent, and a retry of a request whose event may already be on
+/// Kafka sends that same event again instead of `command` (S2 applies an
+/// event id once). The ids in the answer are always the published event's.
 pub async fn submit(
     state: &State,
     command: Command,
     fields: FieldMap<'_>,
     status_prefix: &str,
 ) -> ApiResult<Accepted> {
-    command
-        .validate()
-        .map_err(|v| ApiError::from(violations_problem(v, fields)))?;
-    let correlation_id = Uuid::now_v7();
+    let claim = crate::idempotency::current();
+    let (command, envelope) = match claim.as_ref().and_then(|c| c.prior.clone()) {
+        Some(prior) => {
+            let earlier = Command::from_data(&prior.event_type, prior.data.clone()).map_err(|e| {
+                tracing::error!(error = %e, "an Idempotency-Key record holds an unreadable event");
+                ApiError::from(Problem::internal())
+            })?;
+            (earlier, prior)
+        }
+        None => {
+            command
+                .validate()
+                .map_err(|v| ApiError::from(violations_problem(v, fields)))?;
+            let envelope = Envelope::new(
+                &state.config.source,
+                command.event_type(),
+                Some(command.subject()),
+                Uuid::now_v7(),
+                command.to_data(),
+            );
+            (command, envelope)
+        }
+    };
+    let correlation_id = envelope.correlationid;
     // From here on the request's span (and every log line in it) carries the id.
     polystream_common::telemetry::set_correlation_id(&tracing::Span::current(), &correlation_id);
     let event_type = command.event_type();
     let subject = command.subject();
-    let envelope = Envelope::new(
-        &state.config.source,
-        event_type,
-        Some(subject.clone()),
-        correlation_id,
-        command.to_data(),
-    );
+    if let Some(c) = &claim
+        && c.prior.is_none()
+        && let Err(e) = c.published(&envelope).await
+    {
+        // Without the record a retry could not know this event: do not send it.
+        return Err(ApiError::unavailable("redis", e));
+    }
     let topic = &state.config.topics.user_events;
     // The producer gives up at the same deadline; the margin lets its own,
     // more precise error arrive first.
@@ -120,7 +145,7 @@ pub async fn submit(
     if let Err(e) = pending {
         tracing::warn!(%correlation_id, error = %e, "could not record pending status");
     }
-    Ok(Accepted {
+    let mut accepted = Accepted {
         correlation_id,
         status_url: format!(
             "{}{status_prefix}/{correlation_id}",
@@ -131,7 +156,23 @@ pub async fn submit(
         payment_id: None,
         view_id: None,
         asset_id: None,
-    })
+    };
+    accepted.name_new_resource(&command);
+    Ok(accepted)
+}
+
+impl Accepted {
+    /// The id of what `command` creates (or replaces), for the client to follow.
+    pub fn name_new_resource(&mut self, command: &Command) {
+        match command {
+            Command::UserRegistered(c) => self.user_id = Some(c.user_id),
+            Command::TitleUpserted(c) => self.title_id = Some(c.title_id),
+            Command::PaymentRecorded(c) => self.payment_id = Some(c.payment_id),
+            Command::ViewRecorded(c) => self.view_id = Some(c.view_id),
+            Command::AssetAttached(c) => self.asset_id = Some(c.asset_id.clone()),
+            _ => {}
+        }
+    }
 }
 
 /// Canonical status links.

@@ -17,6 +17,8 @@ pub struct Config {
     pub public_url: String,
     /// `SESSION_TTL_SECONDS`: idle lifetime of a session.
     pub session_ttl: Duration,
+    /// `SESSION_MAX_LIFETIME_SECONDS`: absolute lifetime of a session, however active.
+    pub session_max_lifetime: Duration,
     /// `STATUS_WAIT_MAX_SECONDS`: the longest `?wait=` a client may ask for.
     pub status_wait_max: u64,
     /// `STATUS_WAIT_MAX_CONCURRENT`: long-polls (`?wait=`) waiting at once; beyond
@@ -39,8 +41,12 @@ pub struct Config {
     pub password_hash_queue_timeout: Duration,
     /// `LEGACY_API`: serve seed 002's endpoints too.
     pub legacy_api: bool,
+    /// `LEGACY_API_ACCESS`: whether those endpoints need the account's token.
+    pub legacy_access: LegacyAccess,
     /// `SOURCE`: the CloudEvents `source` of every event S1 publishes.
     pub source: String,
+    /// Rate limits and login lockout (`RATE_LIMIT_*`, `LOGIN_LOCKOUT_*`, `TRUSTED_PROXIES`).
+    pub limits: crate::limits::Limits,
 }
 
 impl Config {
@@ -54,6 +60,8 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         let session_ttl = Duration::from_secs(positive(r, "SESSION_TTL_SECONDS", 3600));
+        let session_max_lifetime =
+            Duration::from_secs(positive(r, "SESSION_MAX_LIFETIME_SECONDS", 7 * 24 * 3600));
         let status_wait_max = r.parse("STATUS_WAIT_MAX_SECONDS", 30u64);
         let status_wait_max_concurrent = positive(
             r,
@@ -95,7 +103,9 @@ impl Config {
         let password_hash_queue_timeout =
             Duration::from_secs(positive(r, "PASSWORD_HASH_QUEUE_SECONDS", 10));
         let legacy_api = r.parse("LEGACY_API", true);
+        let legacy_access = r.parse("LEGACY_API_ACCESS", LegacyAccess::Token);
         let source = r.string("SOURCE", "/polystream/s1-gateway");
+        let limits = crate::limits::Limits::read(r);
         Self {
             stores,
             topics,
@@ -103,6 +113,7 @@ impl Config {
             metrics_addr,
             public_url,
             session_ttl,
+            session_max_lifetime,
             status_wait_max,
             status_wait_max_concurrent,
             kafka_ack_timeout,
@@ -113,7 +124,9 @@ impl Config {
             password_hash_concurrency,
             password_hash_queue_timeout,
             legacy_api,
+            legacy_access,
             source,
+            limits,
         }
     }
 
@@ -121,6 +134,36 @@ impl Config {
         let mut r = Reader::new(ProcessEnv);
         let c = Self::read(&mut r);
         r.finish().map(|()| c)
+    }
+}
+
+/// Who may use an account through seed 002's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyAccess {
+    /// The account's bearer token (or an admin's), as on `/v1`.
+    Token,
+    /// Anyone, as in the original platform.
+    Open,
+}
+
+impl std::str::FromStr for LegacyAccess {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "token" => Ok(Self::Token),
+            "open" => Ok(Self::Open),
+            other => Err(format!("'{other}' is neither token nor open")),
+        }
+    }
+}
+
+impl std::fmt::Display for LegacyAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Token => "token",
+            Self::Open => "open",
+        })
     }
 }
 

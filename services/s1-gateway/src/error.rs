@@ -98,7 +98,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (*self.0).into_response();
         // Every 503 is an outage a client should retry: say when.
-        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE
+            && !res.headers().contains_key(axum::http::header::RETRY_AFTER)
+        {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),

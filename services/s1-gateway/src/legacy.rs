@@ -11,11 +11,15 @@
 //! `correlation_id` and a `status_url` under `/status/{correlation_id}`;
 //! reads are asynchronous as in the original (their result is also recorded
 //! as a final status), and `/status/{id}` carries the original's fields.
-//! Like the original, these endpoints take no token: turn them off
-//! (`LEGACY_API=false`) where that matters.
+//! The original took no token. Here an endpoint that writes to or reads one
+//! account needs that account's bearer token (or an admin's) unless
+//! `LEGACY_API_ACCESS=open` restores the original's behaviour; registration,
+//! the title cache and status stay open. In a cluster the operator serves
+//! them only when the StreamingPlatform asks (`spec.legacyApi`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use chrono::{Months, Utc};
 use polystream_common::events::{
@@ -30,7 +34,9 @@ use serde_json::{Map, Value, json};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::command::{Accepted, submit};
+use crate::config::LegacyAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ValidPath, ValidQuery, positive};
 use crate::routes::accounts::{self, PaymentBody, RegisterUser, SubscriptionBody};
@@ -39,6 +45,31 @@ use crate::routes::status::{StatusPath, WaitQuery};
 use crate::state::AppState;
 
 const STATUS: &str = "/status";
+
+/// Who may use an account through these endpoints (`LEGACY_API_ACCESS`):
+/// with `token`, the caller authenticated by a bearer token; with `open`,
+/// anyone, as in the original.
+pub struct SeedAccess(Option<Caller>);
+
+impl FromRequestParts<AppState> for SeedAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        match state.config.legacy_access {
+            LegacyAccess::Open => Ok(Self(None)),
+            LegacyAccess::Token => Caller::from_request_parts(parts, state)
+                .await
+                .map(|c| Self(Some(c))),
+        }
+    }
+}
+
+impl SeedAccess {
+    /// The caller may touch account `user_id` (always, when open).
+    pub fn may_access(&self, user_id: i64) -> ApiResult<()> {
+        self.0.as_ref().map_or(Ok(()), |c| c.may_access(user_id))
+    }
+}
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -234,10 +265,12 @@ pub struct NovaAssinatura {
     responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn assinatura(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovaAssinatura>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
+    access.may_access(id)?;
     let plan = match q.plano.as_deref().map(ascii).as_deref() {
         None => [Plan::Basic, Plan::Standard, Plan::Premium][Gen::new().below(3) as usize],
         Some("basico" | "basic") => Plan::Basic,
@@ -287,10 +320,12 @@ pub struct NovoPagamento {
     responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn pagamento(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovoPagamento>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
+    access.may_access(id)?;
     let mut g = Gen::new();
     let amount_cents = match q.valor {
         None => [1990, 2990, 3990, 5590][g.below(4) as usize],
@@ -322,14 +357,13 @@ pub async fn pagamento(
         status: Some(PaymentStatus::Approved),
         paid_at: None,
     };
-    let mut a = submit(
+    let a = submit(
         &state,
         accounts::payment_command(id, payment_id, b),
         &[("user_id", "path.id")],
         STATUS,
     )
     .await?;
-    a.payment_id = Some(payment_id);
     let echo = json!({"user_id": id, "valor": amount_cents as f64 / 100.0, "forma_pagamento": forma(method),
         "status": "aprovado", "data_pagamento": Utc::now()});
     Ok(answer(
@@ -353,10 +387,12 @@ pub struct NovaConfig {
     responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn config(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidPath(p): ValidPath<IdPath>,
     ValidQuery(q): ValidQuery<NovaConfig>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.id", p.id)?;
+    access.may_access(id)?;
     let mut g = Gen::new();
     let theme = match q.tema.as_deref().map(ascii).as_deref() {
         None => [Theme::Light, Theme::Dark, Theme::System][g.below(3) as usize],
@@ -422,8 +458,10 @@ pub struct NovaVisualizacao {
     responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn registrar_visualizacao(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidQuery(q): ValidQuery<NovaVisualizacao>,
 ) -> ApiResult<Json<Value>> {
+    access.may_access(q.user_id)?;
     if let Some(t) = &q.tipo
         && kind(t).is_none()
     {
@@ -450,14 +488,13 @@ pub async fn registrar_visualizacao(
         ("title_id", "query.conteudo_id"),
         ("position_pct", "query.posicao"),
     ];
-    let mut a = submit(
+    let a = submit(
         &state,
         catalog::view_command(q.user_id, view_id, b),
         &fields,
         STATUS,
     )
     .await?;
-    a.view_id = Some(view_id);
     let echo = json!({"user_id": q.user_id, "conteudo_id": q.conteudo_id, "titulo": q.titulo, "tipo": q.tipo,
         "tempo_assistido": seconds_watched, "posicao": position_pct});
     Ok(answer(
@@ -597,10 +634,12 @@ async fn historico_read(
     responses((status = 200, description = READ_DOC, body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn historico(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidPath(p): ValidPath<UserIdPath>,
     ValidQuery(q): ValidQuery<FiltroHistorico>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.user_id", p.user_id)?;
+    access.may_access(id)?;
     let read = historico_read(&state, id, q).await;
     seed_read(
         &state,
@@ -622,8 +661,10 @@ pub struct GerarQuery {
     responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn gerar_recomendacoes(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidQuery(q): ValidQuery<GerarQuery>,
 ) -> ApiResult<Json<Value>> {
+    access.may_access(q.user_id)?;
     let c = Command::RecommendationsRequested(RecommendationsRequested { user_id: q.user_id });
     let a = submit(&state, c, &[("user_id", "query.user_id")], STATUS).await?;
     Ok(answer(&a, "Geração de recomendações solicitada", None))
@@ -634,9 +675,11 @@ pub async fn gerar_recomendacoes(
     responses((status = 200, description = READ_DOC, body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn recomendacoes(
     State(state): State<AppState>,
+    access: SeedAccess,
     ValidPath(p): ValidPath<UserIdPath>,
 ) -> ApiResult<Json<Value>> {
     let id = positive("path.user_id", p.user_id)?;
+    access.may_access(id)?;
     let read = catalog::recommendations(&state, id)
         .await
         .map(|r| json!({"user_id": id, "data_geracao": r["generated_at"], "itens": r["items"]}));

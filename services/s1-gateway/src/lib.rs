@@ -10,7 +10,9 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod legacy;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -75,6 +77,8 @@ pub async fn serve(
     });
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    // The peer address keys the per-address rate limits.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -123,6 +127,16 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(legacy::routes());
     }
     app = app
+        // API routes only: docs, health and metrics are never limited. The
+        // rate limit runs first, so a refused request claims no key.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::by_address,
+        ))
         .route("/", get(root))
         .merge(openapi::routes())
         .fallback(error::not_found)
@@ -158,5 +172,6 @@ async fn root(
         "openapi": "/openapi.json",
         "health": "/health",
         "legacy_api": state.config.legacy_api,
+        "legacy_api_access": state.config.legacy_access.to_string(),
     }))
 }

@@ -25,10 +25,17 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// login | registration | write | read | status.
+    pub class: &'static str,
+}
+
 /// What S1 counts itself.
 #[derive(Clone, Default)]
 pub struct S1Metrics {
     pub cache_requests: Family<CacheLabels, Counter>,
+    pub rate_limited: Family<ClassLabels, Counter>,
     pub sessions_active: Gauge,
     pub status_wait: Family<OutcomeLabels, Counter>,
 }
@@ -54,8 +61,18 @@ impl S1Metrics {
             "Status long-polls (?wait>0) by how they ended: completed, failed, or timeout (still pending)",
             self.status_wait.clone(),
         );
+        r.register(
+            "polystream_rate_limited",
+            "Requests refused with 429 by a rate limit or a login lockout, by route class",
+            self.rate_limited.clone(),
+        );
         for result in ["hit", "miss"] {
             self.cache(result);
+        }
+        for class in crate::limits::RouteClass::ALL {
+            let _ = self.rate_limited.get_or_create(&ClassLabels {
+                class: class.name(),
+            });
         }
         for outcome in ["completed", "failed", "timeout"] {
             let _ = self.status_wait.get_or_create(&OutcomeLabels { outcome });
@@ -69,6 +86,12 @@ impl S1Metrics {
             cache: "title",
             result,
         })
+    }
+
+    pub fn rate_limited(&self, class: &'static str) {
+        self.rate_limited
+            .get_or_create(&ClassLabels { class })
+            .inc();
     }
 
     pub fn title_cache(&self, hit: bool) {

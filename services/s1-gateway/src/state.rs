@@ -22,6 +22,8 @@ pub struct State {
     pub status: StatusStore,
     /// Password hashing, bounded (see [`crate::auth::Hasher`]).
     pub hasher: crate::auth::Hasher,
+    /// Rate limits and login lockout, shared by every replica through Redis.
+    pub limiter: polystream_common::ratelimit::Limiter,
     pub metrics: S1Metrics,
     /// What `/metrics` serves.
     pub registry: std::sync::Arc<prometheus_client::registry::Registry>,
@@ -67,7 +69,10 @@ impl State {
             config.password_hash_concurrency,
             config.password_hash_queue_timeout,
         );
+        let limiter =
+            polystream_common::ratelimit::Limiter::new(redis.clone(), &config.limits.scope);
         Ok(Self {
+            limiter,
             pg,
             mongo,
             redis,

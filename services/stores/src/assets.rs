@@ -32,6 +32,8 @@ pub struct AssetFile {
     pub chunk_size: u64,
     /// Recorded at upload; `application/octet-stream` when missing.
     pub content_type: String,
+    /// The name given at upload (GridFS `filename`); empty when missing.
+    pub filename: String,
 }
 
 impl AssetFile {
@@ -46,6 +48,7 @@ impl AssetFile {
                 .and_then(|m| m.get_str("content_type").ok())
                 .unwrap_or("application/octet-stream")
                 .to_owned(),
+            filename: d.get_str("filename").unwrap_or_default().to_owned(),
         }
     }
 }
@@ -238,14 +241,16 @@ mod tests {
     #[test]
     fn file_documents_map_with_defaults() {
         let f = AssetFile::from_doc(&doc! {
-            "length": 10_i64, "chunkSize": 4_i32, "metadata": {"content_type": "image/png"},
+            "length": 10_i64, "chunkSize": 4_i32, "filename": "poster.png",
+            "metadata": {"content_type": "image/png"},
         });
         assert_eq!(
             f,
             AssetFile {
                 length: 10,
                 chunk_size: 4,
-                content_type: "image/png".into()
+                content_type: "image/png".into(),
+                filename: "poster.png".into(),
             }
         );
         let bare = AssetFile::from_doc(&doc! {});

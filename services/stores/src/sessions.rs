@@ -103,7 +103,20 @@ pub async fn document<T: DeserializeOwned>(
     Ok(parse(raw.as_deref()))
 }
 
-/// Writes back a used session with a fresh `ttl_secs` (sliding expiry).
+// KEYS: session, user's index, expiries; ARGV: document, ttl, expires_at, session id.
+// Only a session that still exists is written back: a request that read it
+// just before a logout must not bring it back.
+const REFRESH_SCRIPT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'XX') then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+";
+
+/// Writes back a used session with a fresh `ttl_secs` (sliding expiry);
+/// false when the session has ended meanwhile (it stays ended).
 pub async fn refresh<T: Serialize>(
     con: &ConnectionManager,
     session_id: &str,
@@ -111,22 +124,26 @@ pub async fn refresh<T: Serialize>(
     doc: &T,
     ttl_secs: u64,
     expires_at: i64,
-) -> Result<(), Fault> {
+) -> Result<bool, Fault> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(REFRESH_SCRIPT));
     let mut con = con.clone();
-    store_op(
+    let kept: i64 = store_op(
         Store::Redis,
         "refresh_session",
-        redis::pipe()
-            .set_ex(keys::session(session_id), to_json(doc), ttl_secs)
-            .ignore()
-            .expire(keys::user_sessions(user_id), ttl_secs as i64)
-            .ignore()
-            .zadd(keys::SESSIONS_BY_EXPIRY, session_id, expires_at)
-            .ignore()
-            .query_async::<()>(&mut con),
+        SCRIPT
+            .key(keys::session(session_id))
+            .key(keys::user_sessions(user_id))
+            .key(keys::SESSIONS_BY_EXPIRY)
+            .arg(to_json(doc))
+            .arg(ttl_secs)
+            .arg(expires_at)
+            .arg(session_id)
+            .invoke_async(&mut con),
     )
     .await
-    .map_err(redis_fault)
+    .map_err(redis_fault)?;
+    Ok(kept == 1)
 }
 
 /// Ends a session: always drops it from `user_id`'s index, and deletes the

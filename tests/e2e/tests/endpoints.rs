@@ -1011,7 +1011,7 @@ async fn failed_commands_end_failed_with_their_code_in_status_and_trail_and_chan
             "/v1/users",
             None,
             Some(json!({"name": "Outro", "email": email.to_uppercase(), "password": "another-pass-1"})),
-            "duplicate_email",
+            "duplicate_account",
         )
         .await;
     let dup_id = accepted_id(&dup, "user_id").as_i64().unwrap();
@@ -1022,7 +1022,7 @@ async fn failed_commands_end_failed_with_their_code_in_status_and_trail_and_chan
             &format!("/usuarios?email={email}"),
             None,
             None,
-            "duplicate_email",
+            "duplicate_account",
         )
         .await;
     let seed_dup_id = accepted_id(&seed_dup, "user_id").as_i64().unwrap();
@@ -1150,7 +1150,7 @@ async fn failed_commands_end_failed_with_their_code_in_status_and_trail_and_chan
     assert_eq!(st, 200, "{legacy}");
     assert_eq!(
         (legacy["state"].as_str(), legacy["code"].as_str()),
-        (Some("failed"), Some("duplicate_email"))
+        (Some("failed"), Some("duplicate_account"))
     );
     assert_eq!(legacy["status"], "error", "{legacy}");
 

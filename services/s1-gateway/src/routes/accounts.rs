@@ -75,9 +75,7 @@ pub async fn register(
         cpf: u.cpf,
         admin,
     });
-    let mut a = submit(state, command, fields, status_prefix).await?;
-    a.user_id = Some(user_id);
-    Ok(a)
+    submit(state, command, fields, status_prefix).await
 }
 
 /// Register an account. Anyone may; the id is in the answer.
@@ -160,11 +158,15 @@ pub async fn post_session(
     State(state): State<AppState>,
     ValidJson(l): ValidJson<Login>,
 ) -> ApiResult<Response> {
+    crate::limits::login_allowed(&state, &l.email)
+        .await
+        .map_err(ApiError)?;
     let login = users::login_by_email(&state.pg, l.email.trim()).await?;
     // The same answer, after the same work, for an unknown email and a wrong
-    // password: no account probing.
+    // password: no account probing. Both count towards the lockout.
     let hash = login.as_ref().map(|l| l.password_hash.clone());
     let matches = state.hasher.verify(l.password, hash).await?;
+    crate::limits::login_result(&state, &l.email, matches).await;
     let Some(users::Login { user_id, admin, .. }) = login.filter(|_| matches) else {
         return Err(ApiError::unauthorized("wrong email or password"));
     };
@@ -386,14 +388,13 @@ pub async fn post_payment(
 ) -> ApiResult<Response> {
     let id = own(&caller, p.id)?;
     let payment_id = Uuid::now_v7();
-    let mut a = submit(
+    let a = submit(
         &state,
         payment_command(id, payment_id, b),
         USER_FIELDS,
         V1_STATUS,
     )
     .await?;
-    a.payment_id = Some(payment_id);
     Ok(a.into_202())
 }
 

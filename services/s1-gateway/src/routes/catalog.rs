@@ -109,8 +109,7 @@ pub async fn post_title(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let id = ids::next_title_id(&state.redis).await?;
-    let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
-    a.title_id = Some(id);
+    let a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
     Ok(a.into_202())
 }
 
@@ -125,8 +124,7 @@ pub async fn put_title(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let id = positive("path.id", p.id)?;
-    let mut a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
-    a.title_id = Some(id);
+    let a = submit(&state, title_command(id, b), TITLE_FIELDS, V1_STATUS).await?;
     Ok(a.into_202())
 }
 
@@ -339,10 +337,7 @@ pub async fn post_asset(
         ("content_type", "header.content-type"),
     ];
     match submit(&state, c, &fields, V1_STATUS).await {
-        Ok(mut a) => {
-            a.asset_id = Some(oid.to_hex());
-            Ok(a.into_202())
-        }
+        Ok(a) => Ok(a.into_202()),
         Err(e) => {
             // Nothing refers to the blob: do not leave it behind.
             let _ = assets::delete(&state.mongo, oid).await;
@@ -457,11 +452,25 @@ pub async fn get_asset(
             .map(Bytes::from)
             .ok_or_else(|| std::io::Error::other("chunk without data"))
     });
+    let disposition = asset_disposition(&file.content_type, &file.filename);
     let content_type = file.content_type;
     let mut res = Response::new(Body::from_stream(stream));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // Uploads are served from the API's origin: never let a browser sniff
+    // or run one (an SVG or HTML poster would otherwise script this origin).
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
@@ -472,6 +481,42 @@ pub async fn get_asset(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(res)
+}
+
+/// `Content-Disposition` for a stored asset: `inline` only for media a
+/// browser merely displays (raster images, audio, video); everything else —
+/// HTML, SVG, XML, scripts, PDFs, unknown types — downloads as an attachment.
+/// The file name is reduced to safe ASCII.
+pub fn asset_disposition(content_type: &str, filename: &str) -> String {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let passive = matches!(
+        essence.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif"
+    ) || essence.starts_with("video/")
+        || essence.starts_with("audio/");
+    let name: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let name = if name.trim_matches(['.', '_']).is_empty() {
+        "asset".to_owned()
+    } else {
+        name
+    };
+    let kind = if passive { "inline" } else { "attachment" };
+    format!("{kind}; filename=\"{name}\"")
 }
 
 fn own(caller: &Caller, id: i64) -> ApiResult<i64> {
@@ -518,8 +563,7 @@ pub async fn post_view(
 ) -> ApiResult<Response> {
     let id = own(&caller, p.id)?;
     let view_id = Uuid::now_v7();
-    let mut a = submit(&state, view_command(id, view_id, b), USER_FIELDS, V1_STATUS).await?;
-    a.view_id = Some(view_id);
+    let a = submit(&state, view_command(id, view_id, b), USER_FIELDS, V1_STATUS).await?;
     Ok(a.into_202())
 }
 
@@ -692,6 +736,40 @@ mod tests {
     use mongodb::bson::doc;
 
     use super::*;
+
+    #[test]
+    fn only_passive_media_are_shown_inline_and_names_are_safe() {
+        assert_eq!(
+            asset_disposition("image/png", "poster.png"),
+            "inline; filename=\"poster.png\""
+        );
+        assert_eq!(
+            asset_disposition("video/mp4; codecs=avc1", "trailer.mp4"),
+            "inline; filename=\"trailer.mp4\""
+        );
+        for active in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/javascript",
+            "application/pdf",
+            "application/octet-stream",
+            "IMAGE/SVG+XML; charset=utf-8",
+        ] {
+            assert!(
+                asset_disposition(active, "x").starts_with("attachment;"),
+                "{active}"
+            );
+        }
+        assert_eq!(
+            asset_disposition("image/png", "a\"b\r\nSet-Cookie: x.png"),
+            "inline; filename=\"a_b__Set-Cookie__x.png\""
+        );
+        assert_eq!(
+            asset_disposition("image/png", ".."),
+            "inline; filename=\"asset\""
+        );
+    }
 
     #[test]
     fn ranges() {

@@ -77,7 +77,38 @@ pub async fn lookup(state: &crate::state::State, id: Uuid, wait: u64) -> ApiResu
             StatusState::Pending => "timeout",
         });
     }
-    found.ok_or_else(|| ApiError::not_found(&format!("command {id}")))
+    found
+        .map(public)
+        .ok_or_else(|| ApiError::not_found(&format!("command {id}")))
+}
+
+/// The code anyone holding a correlation id sees for a registration that
+/// collided with an existing account.
+pub const DUPLICATE_ACCOUNT: &str = "duplicate_account";
+
+/// What anyone holding a correlation id may see. Which unique field a
+/// registration collided on would tell a stranger that this email or CPF has
+/// an account, so every collision reads the same; the exact code stays in
+/// S3's audit trail for operators.
+pub fn public(mut s: CommandStatus) -> CommandStatus {
+    use polystream_common::events::FailureCode;
+    let collided = s
+        .code
+        .as_deref()
+        .and_then(FailureCode::parse)
+        .is_some_and(|c| {
+            matches!(
+                c,
+                FailureCode::DuplicateEmail
+                    | FailureCode::DuplicateCpf
+                    | FailureCode::DuplicateUser
+            )
+        });
+    if collided {
+        s.code = Some(DUPLICATE_ACCOUNT.to_owned());
+        s.reason = Some("an account with some of these details already exists".to_owned());
+    }
+    s
 }
 
 /// `GET /status/{id}` (seed 002): never a 404, as the original's client
@@ -127,6 +158,23 @@ pub fn seed_status(id: Uuid, found: Option<&CommandStatus>) -> Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn collisions_do_not_say_which_field_or_echo_it() {
+        for code in ["duplicate_email", "duplicate_cpf", "duplicate_user"] {
+            let mut s = CommandStatus::pending(Uuid::now_v7(), "polystream.user.registered.v1");
+            s.state = StatusState::Failed;
+            s.code = Some(code.into());
+            s.reason = Some("a user with email ana@example.com already exists".into());
+            let p = public(s);
+            assert_eq!(p.code.as_deref(), Some(DUPLICATE_ACCOUNT));
+            assert!(!p.reason.unwrap().contains('@'));
+        }
+        let mut s = CommandStatus::pending(Uuid::now_v7(), "polystream.payment.recorded.v1");
+        s.code = Some("unknown_user".into());
+        s.reason = Some("user 7 does not exist".into());
+        assert_eq!(public(s.clone()), s, "other failures are shown as they are");
+    }
 
     #[test]
     fn seed_status_is_a_superset_of_polystreams() {

@@ -426,3 +426,69 @@ async fn subscription_payment_preferences_commands_and_reads() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_ended_session_is_never_written_back_by_a_request_in_flight() {
+    use polystream_s1_gateway::auth::{SessionData, token_hash};
+    use polystream_stores::sessions;
+    let h = start(&[]).await;
+    let (id, token) = h.user(false).await;
+    let hash = token_hash(&token);
+    let con = redis::aio::ConnectionManager::new(
+        redis::Client::open(h.config.stores.redis_url.as_str()).unwrap(),
+    )
+    .await
+    .unwrap();
+    // A request has read the session...
+    let doc: SessionData = sessions::document(&con, &hash).await.unwrap().unwrap();
+    // ...the user logs out...
+    let res = h
+        .http
+        .delete(h.url("/v1/sessions/current"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // ...and the request's sliding refresh must not bring the session back.
+    assert!(
+        !sessions::refresh(&con, &hash, id, &doc, 3600, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        sessions::document::<SessionData>(&con, &hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    expect_problem(
+        h.get(&format!("/v1/users/{id}"), Some(&token)).await,
+        401,
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_active() {
+    let h = start(&[("SESSION_MAX_LIFETIME_SECONDS", "3")]).await;
+    let (id, token) = h.user(false).await;
+    for _ in 0..3 {
+        let res = h.get(&format!("/v1/users/{id}"), Some(&token)).await;
+        assert_eq!(res.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let body = expect_problem(
+        h.get(&format!("/v1/users/{id}"), Some(&token)).await,
+        401,
+        None,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("log in again")
+            || body["detail"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+}

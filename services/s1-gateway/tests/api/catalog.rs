@@ -212,7 +212,49 @@ async fn assets_go_to_gridfs_the_event_carries_the_reference_and_ranges_work() {
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers()["accept-ranges"], "bytes");
     assert_eq!(full.headers()["content-type"], "video/mp4");
+    assert_eq!(full.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        full.headers()["content-disposition"],
+        "inline; filename=\"t.mp4\""
+    );
     assert_eq!(full.bytes().await.unwrap().to_vec(), blob);
+
+    // An active type (an SVG can script the API's origin) only downloads.
+    let res = h
+        .http
+        .post(h.url(&format!(
+            "/v1/titles/{id}/assets?kind=poster&filename=evil.svg"
+        )))
+        .bearer_auth(&admin)
+        .header("content-type", "image/svg+xml")
+        .body("<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let svg: Value = res.json().await.unwrap();
+    let _ = h.next_event().await;
+    let res = h
+        .get(
+            &format!(
+                "/v1/titles/{id}/assets/{}",
+                svg["asset_id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "attachment; filename=\"evil.svg\""
+    );
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
     let range = |r: &'static str| {
         let h = &h;
         let path = path.clone();

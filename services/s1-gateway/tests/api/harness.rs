@@ -38,6 +38,8 @@ fn config(overrides: &[(&str, &str)]) -> Config {
         "KAFKA_TOPIC_RESPONSE_EVENTS".into(),
         unique("s1-test-responses"),
     );
+    // Each S1 its own rate-limit budgets: tests share 127.0.0.1 and Redis.
+    vars.insert("RATE_LIMIT_SCOPE".into(), unique("s1-test"));
     vars.insert("ADMIN_EMAIL".into(), String::new());
     vars.insert("ADMIN_PASSWORD".into(), String::new());
     for (k, v) in overrides {

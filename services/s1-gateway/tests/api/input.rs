@@ -218,7 +218,7 @@ async fn input_that_goes_straight_to_a_store_is_refused_too() {
 
 #[tokio::test]
 async fn the_seed_routes_refuse_control_characters_naming_their_parameters() {
-    let h = start(&[]).await;
+    let h = start(&[("LEGACY_API_ACCESS", "open")]).await;
     let post = |path: String| h.http.post(h.url(&path)).send();
     refused(
         post("/usuarios?nome=Bad%00Name".into()).await.unwrap(),

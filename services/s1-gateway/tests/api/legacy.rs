@@ -1,7 +1,7 @@
 //! Seed 002's endpoints, through the compatibility layer.
 
 use mongodb::bson::{Document, doc};
-use reqwest::Response;
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use crate::harness::{Harness, expect_problem, start};
@@ -35,7 +35,7 @@ async fn post(h: &Harness, path: &str) -> Response {
 
 #[tokio::test]
 async fn seed_002_endpoints_translate_onto_the_real_commands() {
-    let h = start(&[]).await;
+    let h = start(&[("LEGACY_API_ACCESS", "open")]).await;
     let root: Value = h.get("/", None).await.json().await.unwrap();
     assert_eq!(root["docs"], "/docs");
     assert_eq!(h.get("/health", None).await.status(), 200);
@@ -274,4 +274,44 @@ async fn legacy_api_can_be_turned_off() {
     let h = start(&[("LEGACY_API", "false")]).await;
     expect_problem(post(&h, "/usuarios").await, 404, None).await;
     assert_eq!(h.get("/", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn by_default_an_accounts_seed_routes_need_its_token() {
+    let h = start(&[]).await;
+    let (a, token_a) = h.user(false).await;
+    let (_, token_b) = h.user(false).await;
+    let (_, admin) = h.user(true).await;
+    // Registration, the title cache and status stay open, as in the original.
+    assert_eq!(post(&h, "/usuarios").await.status(), 200);
+    let account_routes = [
+        (
+            Method::POST,
+            format!("/usuarios/{a}/assinatura?plano=premium"),
+        ),
+        (Method::POST, format!("/usuarios/{a}/pagamento?valor=19.9")),
+        (Method::POST, format!("/usuarios/{a}/config?idioma=pt-BR")),
+        (
+            Method::POST,
+            format!("/historico-visualizacao?user_id={a}&conteudo_id=1"),
+        ),
+        (Method::GET, format!("/historico-visualizacao/{a}")),
+        (Method::POST, format!("/recomendacoes/gerar?user_id={a}")),
+        (Method::GET, format!("/recomendacoes/{a}")),
+    ];
+    for (method, path) in &account_routes {
+        let call = |token: Option<&str>| {
+            let mut r = h.http.request(method.clone(), h.url(path));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        expect_problem(call(None).await.unwrap(), 401, None).await;
+        expect_problem(call(Some(&token_b)).await.unwrap(), 403, None).await;
+        for token in [&token_a, &admin] {
+            let res = call(Some(token)).await.unwrap();
+            assert_eq!(res.status(), 200, "{method} {path}");
+        }
+    }
 }

@@ -6,8 +6,10 @@
 mod accounts;
 mod catalog;
 mod harness;
+mod idempotency;
 mod input;
 mod legacy;
+mod limits;
 mod observability;
 mod platform;
 mod seed_replay;

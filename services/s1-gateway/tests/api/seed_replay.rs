@@ -120,7 +120,7 @@ async fn expect_outcome(h: &Harness, store: &StatusStore, cid: Uuid, event_type:
 
 #[tokio::test]
 async fn seed_002_readme_requests_answer_like_the_original() {
-    let h = start(&[]).await;
+    let h = start(&[("LEGACY_API_ACCESS", "open")]).await;
     let client = redis::Client::open(h.config.stores.redis_url.as_str()).unwrap();
     let con = redis::aio::ConnectionManager::new(client.clone())
         .await

@@ -98,14 +98,15 @@ pub fn rule_failure(w: Write<'_>, class: &PgClass) -> Decision {
             FailureCode::DuplicateUser,
             format!("user {} already exists", p.user_id),
         ),
-        (Write::Register(p), PgClass::UniqueViolation(c)) if c == "users_email_key" => {
+        // Neither the email nor the CPF is echoed: outcomes travel to the
+        // audit trail and to whoever holds the correlation id.
+        (Write::Register(_), PgClass::UniqueViolation(c)) if c == "users_email_key" => {
             Decision::failed(
                 FailureCode::DuplicateEmail,
-                format!("a user with email {} already exists", p.email),
+                "a user with this email already exists",
             )
         }
         (Write::Register(_), PgClass::UniqueViolation(c)) if c == "users_cpf_key" => {
-            // The CPF itself is personal data: not echoed into events or logs.
             Decision::failed(
                 FailureCode::DuplicateCpf,
                 "a user with this CPF already exists",

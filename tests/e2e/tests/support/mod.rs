@@ -230,6 +230,9 @@ impl Platform {
                 common,
                 vec![
                     ("PUBLIC_URL", api.clone()),
+                    ("RATE_LIMIT_SCOPE", id.clone()),
+                    // The seed's clients send no token (their own test).
+                    ("LEGACY_API_ACCESS", "open".to_owned()),
                     ("ADMIN_EMAIL", admin.0.clone()),
                     ("ADMIN_PASSWORD", admin.1.clone()),
                 ],
