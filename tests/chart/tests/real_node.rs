@@ -264,7 +264,13 @@ async fn helm_install_on_the_real_node_runs_the_platform_from_the_image() {
             "name": PLATFORM,
             "spec": {
                 "image": {"repository": "polystream", "tag": VERSION, "pullPolicy": "Never"},
-                "gateway": {"replicas": 1, "scheduling": sched},
+                "gateway": {
+                    "replicas": 1,
+                    "scheduling": sched,
+                    // The test's 40 registrations come from one address, beyond
+                    // the default per-address limit (10/min).
+                    "extraEnv": [{"name": "RATE_LIMIT_REGISTRATION", "value": "600/min"}],
+                },
                 "processor": {"replicas": 2, "scheduling": sched},
                 "monitor": {"replicas": 1, "scheduling": sched},
                 "stores": {

@@ -163,7 +163,7 @@ pub struct Platform {
     s1_stop: Option<tokio::sync::oneshot::Sender<()>>,
     s2: Option<polystream_s2_processor::Running>,
     s3: Option<polystream_s3_monitor::Monitor>,
-    _spool: std::path::PathBuf,
+    spool: std::path::PathBuf,
     /// Direct handles on the owning stores, for asserting effects.
     pub stores: Stores,
 }
@@ -260,7 +260,7 @@ impl Platform {
             s1_stop: Some(tx),
             s2: Some(s2),
             s3: Some(s3),
-            _spool: spool,
+            spool,
             stores,
         }
     }
@@ -275,6 +275,8 @@ impl Platform {
         if let Some(s3) = self.s3.take() {
             s3.stop().await.unwrap();
         }
+        // Kept when a test fails before this point: it is evidence.
+        let _ = std::fs::remove_dir_all(&self.spool);
     }
 
     /// S1's API as the tests' client.
