@@ -32,6 +32,11 @@ impl Rate {
     fn interval_ms(&self) -> u64 {
         (self.period.as_millis() as u64 / u64::from(self.limit.max(1))).max(1)
     }
+
+    /// How far ahead of now the bucket may run: the burst beyond the first request.
+    fn tolerance_ms(&self) -> u64 {
+        self.interval_ms() * u64::from(self.limit.max(1) - 1)
+    }
 }
 
 impl fmt::Display for Rate {
@@ -104,7 +109,7 @@ pub enum Decision {
 /// allowed. The Redis script below does exactly this, atomically.
 pub fn gcra(now_ms: u64, tat_ms: Option<u64>, rate: Rate) -> (Decision, Option<u64>) {
     let interval = rate.interval_ms();
-    let tolerance = interval * u64::from(rate.limit.max(1) - 1);
+    let tolerance = rate.tolerance_ms();
     let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
     let ahead = tat - now_ms;
     if ahead > tolerance {
@@ -190,7 +195,7 @@ impl Limiter {
         rate: Rate,
     ) -> redis::RedisResult<Decision> {
         let interval = rate.interval_ms();
-        let tolerance = interval * u64::from(rate.limit.max(1) - 1);
+        let tolerance = rate.tolerance_ms();
         let wait: u64 = self
             .script
             .key(format!("ratelimit:{}:{class}:{subject}", self.scope))

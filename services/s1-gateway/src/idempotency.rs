@@ -149,17 +149,10 @@ async fn claim(
     if set.is_some() {
         return Ok(None);
     }
-    let raw: Option<String> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut redis.clone())
-        .await?;
     // Expired in between, or unreadable: treat it as started elsewhere.
-    Ok(Some(
-        raw.and_then(|r| serde_json::from_str(&r).ok())
-            .unwrap_or(Record::Started {
-                fingerprint: fingerprint.to_owned(),
-            }),
-    ))
+    Ok(Some(get(redis, key).await?.unwrap_or(Record::Started {
+        fingerprint: fingerprint.to_owned(),
+    })))
 }
 
 fn key_problem(status: StatusCode, kind: &str, title: &str, reason: &str) -> Response {
