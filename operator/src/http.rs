@@ -61,9 +61,15 @@ pub async fn serve_on(
     readiness: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry, readiness))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The services' server, with its default limits: only kubelet probes
+    // and Prometheus come here.
+    polystream_common::server::serve(
+        listener,
+        router(registry, readiness),
+        polystream_common::server::ServerLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

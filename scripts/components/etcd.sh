@@ -50,5 +50,5 @@ etcd_start() {
 }
 
 etcd_ready() {
-  curl -fsS --max-time 2 "$(etcd_addr)/health" 2>/dev/null | grep -q '"health":"true"'
+  has_line '"health":"true"' -- curl -fsS --max-time 2 "$(etcd_addr)/health"
 }

@@ -47,7 +47,7 @@ node_needs() {
       echo "needs kube_apiserver, which does not answer at $(kube_apiserver_addr)" >"$(failfile "$1")"
       ;;
     bridge)
-      ip addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q "inet $NODE_IP/" && return 0
+      has_line "inet $NODE_IP/" -- ip addr show dev "$NODE_BRIDGE" && return 0
       echo "needs containerd (it creates the pod bridge with $NODE_IP)" >"$(failfile "$1")"
       ;;
   esac
@@ -182,7 +182,7 @@ node_network_up() {
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge || return 1
   fi
-  ip addr show dev "$NODE_BRIDGE" | grep -q "inet $NODE_IP/" ||
+  has_line "inet $NODE_IP/" -- ip addr show dev "$NODE_BRIDGE" ||
     ip addr add "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE" || return 1
   ip link set "$NODE_BRIDGE" up || return 1
   local dir
@@ -218,10 +218,10 @@ containerd_start() {
 # check; import is idempotent and content-addressed).
 containerd_ready() {
   [[ -S $(containerd_socket) ]] && node_ctr version >/dev/null 2>&1 || return 1
-  node_ctr images ls -q 2>/dev/null | grep -qx "$NODE_PAUSE_IMAGE" && return 0
+  has_line -x "$NODE_PAUSE_IMAGE" -- node_ctr images ls -q && return 0
   node_ctr images import "$(pkg_dir node-runtime "$CONTAINERD_VERSION")/pause.tar" >>"$(logfile containerd)" 2>&1 &&
     node_ctr images label "$NODE_PAUSE_IMAGE" io.cri-containerd.pinned=pinned >/dev/null 2>&1
-  node_ctr images ls -q 2>/dev/null | grep -qx "$NODE_PAUSE_IMAGE"
+  has_line -x "$NODE_PAUSE_IMAGE" -- node_ctr images ls -q
 }
 
 # Whatever the kubelet could not stop cleanly: tasks killed, containerd

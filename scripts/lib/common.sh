@@ -28,6 +28,17 @@ else
   _c_bold='' _c_red='' _c_green='' _c_yellow='' _c_dim='' _c_off=''
 fi
 
+# has_line GREP_ARGS... -- CMD...: whether CMD's output matches. Never
+# `CMD | grep -q`: under pipefail, grep exiting at its first match can kill CMD
+# with SIGPIPE and fail the test at random.
+has_line() {
+  local args=() out
+  while (($#)) && [[ $1 != -- ]]; do args+=("$1"); shift; done
+  shift
+  out=$("$@" 2>/dev/null) || return 1
+  grep -q "${args[@]}" <<<"$out"
+}
+
 log() { printf '%s==>%s %s\n' "$_c_bold" "$_c_off" "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
 warn() { printf '%swarning:%s %s\n' "$_c_yellow" "$_c_off" "$*" >&2; }
@@ -88,7 +99,7 @@ _apt_updated=0
 apt_ensure() {
   local missing=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    has_line 'install ok installed' -- dpkg-query -W -f='${Status}' "$p" || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
   local sudo=()

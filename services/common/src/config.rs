@@ -187,10 +187,12 @@ impl<S: Source> Reader<S> {
     }
 
     /// Records a problem found by the caller's own validation.
+    /// The value is shown redacted: a malformed store URL still carries its
+    /// password.
     pub fn invalid(&mut self, var: &str, value: &str, problem: impl Into<String>) {
         self.errors.push(ConfigError::Invalid {
             var: var.into(),
-            value: value.into(),
+            value: redact_url(value),
             problem: problem.into(),
         });
     }
@@ -224,6 +226,8 @@ pub fn redact_url(url: &str) -> String {
             let user = creds.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}:***@{}", &url[at + 1..])
         }
+        // No scheme, but credentials all the same (`user:secret@host`).
+        (None, Some(at)) => format!("***@{}", &url[at + 1..]),
         _ => url.to_owned(),
     }
 }
@@ -292,6 +296,22 @@ impl StoreEndpoints {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_malformed_store_url_is_reported_without_its_password() {
+        let mut r = Reader::new([
+            ("DATABASE_URL", "postgresql+x://u:S3CRET@db:5432/p"),
+            ("REDIS_URL", "u:S3CRET@redis:6379"),
+        ]);
+        let _ = StoreEndpoints::read(&mut r);
+        let err = r.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("REDIS_URL"),
+            "{err}"
+        );
+        assert!(err.contains("u:***@db:5432/p"), "{err}");
+        assert!(!err.contains("S3CRET"), "{err}");
+    }
 
     #[test]
     fn store_passwords_are_redacted() {

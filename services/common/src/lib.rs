@@ -14,6 +14,8 @@
 //! - [`problem`]: RFC 9457 error responses;
 //! - [`progress`]: a consumer group's real lag per partition, and stalls;
 //! - [`ratelimit`]: rate limits shared by every replica (Redis), login lockout;
+//! - [`server`]: the HTTP server with its limits (header, request and idle
+//!   timeouts, connection cap);
 //! - [`telemetry`]: start-up of JSON logs and OTLP traces (`OTEL_*`), correlation ids.
 
 pub mod cli;
@@ -27,5 +29,6 @@ pub mod metrics;
 pub mod problem;
 pub mod progress;
 pub mod ratelimit;
+pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -145,6 +145,13 @@ pub struct ReplacedLabels {
     pub messaging_system: String,
 }
 
+/// `polystream_http_connections_cut_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutLabels {
+    /// header_timeout | idle | request_timeout.
+    pub reason: String,
+}
+
 /// The families the common helpers record into, one set per process.
 pub struct Shared {
     pub http_server_duration: LatencyFamily<HttpLabels>,
@@ -158,6 +165,10 @@ pub struct Shared {
     pub store_duration: LatencyFamily<StoreLabels>,
     /// Producers replaced by [`crate::kafka::Publisher`].
     pub producer_replaced: Family<ReplacedLabels, Counter>,
+    /// Connections open now (see [`crate::server`]).
+    pub http_connections_open: Gauge,
+    /// Connections closed and requests answered by the server's limits.
+    pub http_connections_cut: Family<CutLabels, Counter>,
 }
 
 static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
@@ -170,6 +181,8 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
     partition_stalled: Family::default(),
     store_duration: latency_family(),
     producer_replaced: Family::default(),
+    http_connections_open: Gauge::default(),
+    http_connections_cut: Family::default(),
 });
 
 /// The process-wide shared families.
@@ -267,6 +280,16 @@ impl Metrics {
             "Duration of HTTP server requests, by method, route template and status",
             Unit::Seconds,
             shared().http_server_duration.clone(),
+        );
+        self.registry.register(
+            "polystream_http_connections_open",
+            "HTTP connections open now (at most HTTP_MAX_CONNECTIONS)",
+            shared().http_connections_open.clone(),
+        );
+        self.registry.register(
+            "polystream_http_connections_cut",
+            "HTTP connections closed by the server's limits (header_timeout, idle) and requests answered 503 by request_timeout",
+            shared().http_connections_cut.clone(),
         );
         self
     }
@@ -476,9 +499,13 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve(
+        listener,
+        router(registry),
+        crate::server::ServerLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]

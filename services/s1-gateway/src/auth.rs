@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -68,89 +68,183 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// Password hashing and checking with bounded concurrency. argon2id holds
-/// 19 MiB of memory per hash, and each runs on a blocking thread (up to 512),
-/// so unbounded, a burst of registrations grew S1 to gigabytes. At most
-/// `concurrency` hashes run at once; a request that cannot start within the
-/// queue timeout answers 503 with `Retry-After` instead of piling up.
+/// Password hashing and checking on a pool of `concurrency` dedicated
+/// threads. argon2id allocates 19 MiB per hash; on tokio's blocking pool (up
+/// to 512 threads) every thread's malloc arena kept one, and a burst of
+/// registrations grew S1 to gigabytes. Here at most `concurrency` hashes run
+/// and at most `concurrency` arenas ever hold that memory; a request that
+/// cannot start within the queue timeout answers 503 with `Retry-After`
+/// instead of piling up.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
     queue_timeout: Duration,
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Checked against when the email is unknown, so that answer costs what
     /// a wrong password costs (no account probing by timing).
     dummy: Arc<str>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 impl Hasher {
-    /// Start-up only: computes the dummy hash.
+    /// Start-up only: spawns the threads and computes the dummy hash.
     pub fn new(concurrency: usize, queue_timeout: Duration) -> Self {
-        let salt = SaltString::generate(&mut OsRng);
-        let dummy = Argon2::default()
-            .hash_password(new_token().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default();
+        let concurrency = concurrency.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..concurrency {
+            let queue = queue.clone();
+            // The pool lives as long as any Hasher: each thread ends when the
+            // last sender is dropped.
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
             queue_timeout,
-            dummy: dummy.into(),
+            jobs,
+            dummy: hash_password_blocking(&new_token())
+                .unwrap_or_default()
+                .into(),
         }
     }
 
-    async fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
-        match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError::from(
+    /// Runs `f` on the pool once a slot is free, or 503 after the queue timeout.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+        let unavailable = || {
+            ApiError::from(
                 polystream_common::problem::Problem::unavailable(
                     "too many password checks at once; retry later",
-                ),
-            )),
-        }
+                )
+                .retry_after(self.queue_timeout),
+            )
+        };
+        let permit: OwnedSemaphorePermit =
+            match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(unavailable()),
+            };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // One permit per thread: a job sent here finds a thread free.
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+                drop(permit);
+            }))
+            .map_err(|_| ApiError::from(polystream_common::problem::Problem::internal()))?;
+        rx.await
+            .map_err(|_| ApiError::from(polystream_common::problem::Problem::internal()))
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash(&self, password: String) -> ApiResult<String> {
-        let _permit = self.permit().await?;
-        hash_password(password).await
+        self.run(move || hash_password_blocking(&password))
+            .await?
+            .ok_or_else(|| ApiError::from(polystream_common::problem::Problem::internal()))
     }
 
     /// Whether `password` matches `hash`; with no hash (unknown account) it
     /// does the same work and answers false.
     pub async fn verify(&self, password: String, hash: Option<String>) -> ApiResult<bool> {
-        let _permit = self.permit().await?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.to_string());
-        Ok(verify_password(password, hash).await && known)
+        let matches = self.run(move || verify_now(&password, &hash)).await?;
+        Ok(matches && known)
     }
 }
 
-/// argon2id PHC string; CPU-heavy, so off the async threads. Unbounded: the
-/// service goes through [`Hasher`].
-pub async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .ok_or_else(|| ApiError::from(polystream_common::problem::Problem::internal()))
+thread_local! {
+    /// argon2's working memory (19 MiB by default), kept by each hashing
+    /// thread and reused: allocated and freed per hash, glibc's malloc kept
+    /// most of every copy, and S1 grew by about 19 MiB per registration.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+/// `argon` over `password` and `salt` into `out`, in this thread's memory.
+fn argon2_into(argon: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> bool {
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        let needed = argon.params().block_count();
+        if blocks.len() != needed {
+            *blocks = vec![argon2::Block::default(); needed];
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..])
+            .is_ok()
     })
-    .await
-    .unwrap_or(false)
+}
+
+/// argon2id PHC string for `password`. CPU-heavy and memory-hungry: the
+/// service runs it on a [`Hasher`]'s threads; tests call it directly.
+pub fn hash_password_blocking(password: &str) -> Option<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buf).ok()?;
+    let argon = Argon2::default();
+    let len = argon
+        .params()
+        .output_len()
+        .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN);
+    let mut out = vec![0u8; len];
+    if !argon2_into(&argon, password.as_bytes(), salt_bytes, &mut out) {
+        return None;
+    }
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(argon.params()).ok()?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).ok()?),
+    };
+    Some(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash` (any argon2 variant and
+/// parameters it names).
+fn verify_now(password: &str, hash: &str) -> bool {
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(phc.algorithm) else {
+        return false;
+    };
+    let version = match phc.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&phc) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    // Output's equality is constant-time.
+    argon2_into(&argon, password.as_bytes(), salt_bytes, &mut out)
+        && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Creates a session and returns its token (shown once) and expiry.
@@ -270,13 +364,43 @@ mod tests {
         assert_eq!(session_ttl(&config, t0, at(9000)), None);
     }
 
-    #[tokio::test]
-    async fn hashes_verify_and_never_contain_the_password() {
-        let h = hash_password("correct horse".into()).await.unwrap();
+    #[test]
+    fn hashes_are_standard_phc_strings_the_argon2_crate_verifies_and_the_reverse() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_password_blocking("correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_now("correct horse", &theirs));
+        assert!(!verify_now("correct horsf", &theirs));
+        // Other parameters than the defaults (an older hash) still verify.
+        let small = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8 * 1024, 3, 1, None).unwrap(),
+        )
+        .hash_password(b"pw-older", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_now("pw-older", &small));
+        assert!(!verify_now("pw-older", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_verify_and_never_contain_the_password() {
+        let h = hash_password_blocking("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(!h.contains("correct horse"));
-        assert!(verify_password("correct horse".into(), h.clone()).await);
-        assert!(!verify_password("wrong horse".into(), h).await);
+        assert!(verify_now("correct horse", &h));
+        assert!(!verify_now("wrong horse", &h));
     }
 
     #[tokio::test]
@@ -299,6 +423,7 @@ mod tests {
         let held = hasher.permits.clone().acquire_owned().await.unwrap();
         let err = hasher.hash("pw".into()).await.unwrap_err();
         assert_eq!(err.0.status, 503);
+        assert!(err.0.retry_after.is_some());
         drop(held);
         assert!(hasher.hash("pw".into()).await.is_ok());
     }

@@ -13,6 +13,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `METRICS_ADDR`: where `/metrics` is served instead of `HTTP_ADDR`, when set.
     pub metrics_addr: Option<SocketAddr>,
+    /// `HTTP_*` limits of the HTTP listeners.
+    pub server: polystream_common::server::ServerLimits,
     /// `PUBLIC_URL`: the base of `status_url` links, as clients reach S1.
     pub public_url: String,
     /// `SESSION_TTL_SECONDS`: idle lifetime of a session.
@@ -55,6 +57,7 @@ impl Config {
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)));
         let metrics_addr = polystream_common::metrics::read_addr(r);
+        let server = polystream_common::server::ServerLimits::read(r);
         let public_url = r
             .url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])
             .trim_end_matches('/')
@@ -63,6 +66,17 @@ impl Config {
         let session_max_lifetime =
             Duration::from_secs(positive(r, "SESSION_MAX_LIFETIME_SECONDS", 7 * 24 * 3600));
         let status_wait_max = r.parse("STATUS_WAIT_MAX_SECONDS", 30u64);
+        // A long-poll must be able to wait its longest and still answer.
+        if status_wait_max >= server.request_timeout.as_secs() {
+            r.invalid(
+                "STATUS_WAIT_MAX_SECONDS",
+                &status_wait_max.to_string(),
+                format!(
+                    "must be less than HTTP_REQUEST_TIMEOUT_SECONDS ({})",
+                    server.request_timeout.as_secs()
+                ),
+            );
+        }
         let status_wait_max_concurrent = positive(
             r,
             "STATUS_WAIT_MAX_CONCURRENT",
@@ -111,6 +125,7 @@ impl Config {
             topics,
             http_addr,
             metrics_addr,
+            server,
             public_url,
             session_ttl,
             session_max_lifetime,

@@ -75,13 +75,12 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
+    let limits = state.config.server;
     let app = router(state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    // The peer address keys the per-address rate limits.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // The server hands each request its peer address (ConnectInfo), which
+    // keys the per-address rate limits.
+    let served = polystream_common::server::serve(listener, app, limits, shutdown).await;
     sessions.abort();
     if let Some(m) = metrics_server {
         // Its shutdown signal has fired too; a failure there is not the API's.

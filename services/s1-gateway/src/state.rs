@@ -52,7 +52,7 @@ impl State {
             .with_context(|| format!("MongoDB URI {} is invalid", redact_url(&s.mongodb_uri)))?;
         let client = redis::Client::open(s.redis_url.as_str())
             .with_context(|| format!("REDIS_URL {} is invalid", redact_url(&s.redis_url)))?;
-        let redis = ConnectionManager::new(client.clone())
+        let redis = polystream_stores::keys::connect(client.clone())
             .await
             .with_context(|| format!("Redis is not reachable at {}", redact_url(&s.redis_url)))?;
         let producer = kafka::publisher(

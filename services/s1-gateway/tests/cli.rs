@@ -46,3 +46,8 @@ fn a_start_up_error_never_prints_a_store_password() {
     assert!(text.contains("polystream:***@127.0.0.1:1"), "{text}");
     assert!(!text.contains("topsecret"), "{text}");
 }
+
+#[test]
+fn no_password_is_printed_whether_stores_are_unreachable_or_settings_bad() {
+    cli::assert_secrets_never_printed(BIN);
+}

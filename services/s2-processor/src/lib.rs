@@ -34,6 +34,7 @@ use polystream_common::config::{
 };
 use polystream_common::health::{self, Check};
 use polystream_common::progress::Progress;
+use polystream_common::server::ServerLimits;
 use polystream_common::status::StatusStore;
 use polystream_stores::{mongo, pg};
 use rdkafka::consumer::Consumer;
@@ -52,6 +53,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `METRICS_ADDR`: when set, `/metrics` is served there instead.
     pub metrics_addr: Option<SocketAddr>,
+    /// `HTTP_*` limits of the HTTP listeners.
+    pub server: ServerLimits,
     /// `KAFKA_GROUP_ID`.
     pub group_id: String,
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
@@ -76,6 +79,7 @@ impl Config {
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)));
         let metrics_addr = polystream_common::metrics::read_addr(r);
+        let server = ServerLimits::read(r);
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-processor");
         let layout = TopicLayout::read(r);
         let source = r.string("SOURCE", "/polystream/s2-processor");
@@ -92,6 +96,7 @@ impl Config {
             topics,
             http_addr,
             metrics_addr,
+            server,
             group_id,
             layout,
             source,
@@ -168,14 +173,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })?;
     let redis_client = redis::Client::open(ep.redis_url.as_str())
         .with_context(|| format!("invalid REDIS_URL {}", redact_url(&ep.redis_url)))?;
-    let redis_con = redis::aio::ConnectionManager::new_with_config(
-        redis_client.clone(),
-        redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5))),
-    )
-    .await
-    .with_context(|| format!("cannot connect to Redis at {}", redact_url(&ep.redis_url)))?;
+    let redis_con = polystream_stores::keys::connect(redis_client.clone())
+        .await
+        .with_context(|| format!("cannot connect to Redis at {}", redact_url(&ep.redis_url)))?;
     let t = &config.topics;
     polystream_common::kafka::ensure_platform_topics(
         &ep.kafka_bootstrap_servers,
@@ -242,10 +242,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let graceful = stopped(shutdown_rx.clone());
+    let server_limits = config.server;
     let http = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
+        if let Err(e) =
+            polystream_common::server::serve(listener, app, server_limits, graceful).await
         {
             tracing::error!(error = %e, "HTTP server failed");
         }

@@ -18,6 +18,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `METRICS_ADDR`: when set, `/metrics` is served there, not on `http_addr`.
     pub metrics_addr: Option<SocketAddr>,
+    /// `HTTP_*` limits of the HTTP listeners.
+    pub server: polystream_common::server::ServerLimits,
     pub group_id: String,
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of the topics it creates.
     pub layout: TopicLayout,
@@ -43,6 +45,7 @@ impl Config {
         let topics = Topics::read(r);
         let http_addr = r.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8002)));
         let metrics_addr = polystream_common::metrics::read_addr(r);
+        let server = polystream_common::server::ServerLimits::read(r);
         let group_id = r.string("KAFKA_GROUP_ID", "polystream-monitor");
         let layout = TopicLayout::read(r);
         let default_spool = default_spool_dir(r);
@@ -82,6 +85,7 @@ impl Config {
             topics,
             http_addr,
             metrics_addr,
+            server,
             group_id,
             layout,
             spool_dir,

@@ -183,13 +183,15 @@ impl Monitor {
             }
         };
         let mut server_stop = stopped;
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.changed().await;
-                })
-                .await
-        });
+        let limits = state.config.server;
+        let server = tokio::spawn(polystream_common::server::serve(
+            listener,
+            app,
+            limits,
+            async move {
+                let _ = server_stop.changed().await;
+            },
+        ));
         let metrics_at = metrics_addr.map_or_else(|| addr.to_string(), |a| a.to_string());
         tracing::info!(%addr, metrics = %metrics_at, "S3 monitor listening");
         Ok(Self {

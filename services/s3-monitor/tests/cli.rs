@@ -16,3 +16,8 @@ fn version_names_the_binary_and_its_version() {
 fn help_lists_every_variable_with_the_documented_default() {
     cli::assert_help_matches_docs(BIN, &["--help"], "S3 monitor");
 }
+
+#[test]
+fn no_password_is_printed_whether_stores_are_unreachable_or_settings_bad() {
+    cli::assert_secrets_never_printed(BIN);
+}

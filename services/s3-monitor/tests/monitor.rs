@@ -976,3 +976,27 @@ async fn without_opensearch_configured_events_are_spooled_and_the_audit_api_says
     m.stop().await.unwrap();
     fx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_by_the_server_limits() {
+    use polystream_smoke_tests::slow_client;
+    let mut fx = Fixture::new().await;
+    fx.config.server.header_read_timeout = Duration::from_secs(2);
+    fx.config.server.idle_timeout = Duration::from_secs(2);
+    fx.config.server.max_connections = 2;
+    let m = Monitor::start(fx.config.clone()).await.unwrap();
+    let cut = slow_client::trickle_head(m.addr, Duration::from_secs(1), Duration::from_secs(60))
+        .await
+        .expect("S3 kept a slow-header connection open for 60 s");
+    assert!(cut < Duration::from_secs(15), "cut only after {cut:?}");
+    let closed = slow_client::idle_close(m.addr, "/health", Duration::from_secs(60))
+        .await
+        .expect("S3 kept an idle connection open for 60 s");
+    assert!(
+        closed < Duration::from_secs(15),
+        "closed only after {closed:?}"
+    );
+    slow_client::assert_connection_cap(m.addr, 2, "/health").await;
+    m.stop().await.unwrap();
+    fx.cleanup().await;
+}

@@ -88,6 +88,24 @@ pub fn applied(event_id: uuid::Uuid) -> String {
     format!("applied:{event_id}")
 }
 
+/// How long connecting to Redis, and each command's answer, may take: a
+/// burst of thousands of commands pipelined on one connection must not time
+/// out (redis-rs's own response default is far shorter), and a Redis that
+/// stopped answering must still fail a request in bounded time.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The services' Redis connection: one multiplexed, self-reconnecting
+/// connection with [`TIMEOUT`] on connecting and on every command.
+pub async fn connect(client: redis::Client) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    redis::aio::ConnectionManager::new_with_config(
+        client,
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT)),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@
 //! - [`mongo`]: MongoDB — catalog, title relations, assets (GridFS), views,
 //!   ratings, recommendations. Only features FerretDB v1 also supports are used
 //!   (see docs/ferretdb.md): no transactions, `$lookup`, `$unwind` or TTL.
-//! - [`keys`]: Redis — sessions, command status, title cache, rankings, counters.
+//! - [`keys`]: Redis — sessions, command status, title cache, rankings, counters;
+//!   and the services' one way to connect to it, with timeouts.
 //!
 //! It is also the data-access layer: S1's handlers and S2's command handlers
 //! call these named, documented functions instead of writing queries inline.

@@ -52,3 +52,88 @@ pub fn assert_help_matches_docs(bin: &str, help_args: &[&str], section: &str) {
 pub fn output(bin: &str, args: &[&str]) -> String {
     stdout_of(bin, args)
 }
+
+/// The password every store URL carries in [`assert_secrets_never_printed`].
+const SECRET: &str = "S3CRET";
+
+/// Runs `bin` with `env` until it exits or `max` has passed (then kills it);
+/// whether it exited successfully, and everything it printed.
+pub fn run_for(bin: &str, env: &[(&str, &str)], max: std::time::Duration) -> (bool, String) {
+    let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    let deadline = std::time::Instant::now() + max;
+    let success = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => {
+                let _ = child.kill();
+                break false;
+            }
+        }
+    };
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot read {bin}'s output: {e}"));
+    (
+        success,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Starts `bin` with every store URL carrying a password, first with the
+/// stores unreachable, then with malformed URLs and bad settings: it never
+/// starts, and the password appears in nothing it prints.
+pub fn assert_secrets_never_printed(bin: &str) {
+    let unreachable = [
+        (
+            "DATABASE_URL",
+            format!("postgres://u:{SECRET}@127.0.0.1:1/p"),
+        ),
+        ("REDIS_URL", format!("redis://u:{SECRET}@127.0.0.1:1")),
+        ("MONGODB_URI", format!("mongodb://u:{SECRET}@127.0.0.1:1/")),
+        ("OPENSEARCH_URL", format!("http://u:{SECRET}@127.0.0.1:1")),
+        ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1".into()),
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("ADMIN_EMAIL", "admin@example.com".into()),
+        ("ADMIN_PASSWORD", format!("{SECRET}-admin")),
+        ("RUST_LOG", "debug".into()),
+    ];
+    let bad = [
+        (
+            "DATABASE_URL",
+            format!("postgresx://u:{SECRET}@127.0.0.1:1/p"),
+        ),
+        ("REDIS_URL", format!("u:{SECRET}@127.0.0.1:1")),
+        ("MONGODB_URI", format!("mongo://u:{SECRET}@127.0.0.1:1/")),
+        ("OPENSEARCH_URL", format!("ftp://u:{SECRET}@127.0.0.1:1")),
+        ("HTTP_MAX_CONNECTIONS", "0".into()),
+        ("ADMIN_EMAIL", "admin@example.com".into()),
+        ("ADMIN_PASSWORD", SECRET.to_owned()),
+    ];
+    for (case, env) in [
+        ("stores unreachable", &unreachable[..]),
+        ("bad settings", &bad[..]),
+    ] {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (started, out) = run_for(bin, &env, std::time::Duration::from_secs(20));
+        assert!(!started, "{bin} ({case}) exited successfully:\n{out}");
+        assert!(!out.trim().is_empty(), "{bin} ({case}) printed nothing");
+        assert!(
+            !out.contains(SECRET),
+            "{bin} ({case}) printed a password:\n{out}"
+        );
+    }
+}

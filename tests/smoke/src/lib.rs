@@ -2,13 +2,15 @@
 //! each server is, and a failure message that names the server when it is
 //! not there (a missing server is a failed test, never a skipped one);
 //! traces read back from Jaeger ([`jaeger`]); the real node ([`node`]); series found in `/metrics`
-//! text ([`metrics_text`]); a client of S1's API ([`api`]).
+//! text ([`metrics_text`]); a client of S1's API ([`api`]); misbehaving HTTP
+//! clients ([`slow_client`]).
 
 pub mod api;
 pub mod cli;
 pub mod jaeger;
 pub mod metrics_text;
 pub mod node;
+pub mod slow_client;
 
 use std::fmt::Display;
 

@@ -238,9 +238,7 @@ impl Harness {
             .await
             .unwrap();
         let email = format!("{}@test.example", unique("u"));
-        let hash = polystream_s1_gateway::auth::hash_password("password123".into())
-            .await
-            .unwrap();
+        let hash = polystream_s1_gateway::auth::hash_password_blocking("password123").unwrap();
         sqlx::query("INSERT INTO users (user_id, name, email, password_hash, admin) VALUES ($1, 'Test User', $2, $3, $4)")
             .bind(id)
             .bind(&email)

@@ -13,3 +13,4 @@ mod limits;
 mod observability;
 mod platform;
 mod seed_replay;
+mod server_limits;

@@ -61,6 +61,7 @@ pub fn config(
         topics,
         http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         metrics_addr: None,
+        server: polystream_common::server::ServerLimits::default(),
         group_id: format!("{id}-group"),
         layout: polystream_common::config::TopicLayout {
             partitions,
