@@ -20,7 +20,6 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use chrono::{Months, Utc};
 use polystream_common::events::{
     Command, PaymentMethod, PaymentStatus, Plan, PreferencesUpdated, RecommendationsRequested,
@@ -71,18 +70,19 @@ impl SeedAccess {
     }
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/usuarios", post(criar_usuario))
-        .route("/usuarios/{id}/assinatura", post(assinatura))
-        .route("/usuarios/{id}/pagamento", post(pagamento))
-        .route("/usuarios/{id}/config", post(config))
-        .route("/historico-visualizacao", post(registrar_visualizacao))
-        .route("/historico-visualizacao/{user_id}", get(historico))
-        .route("/recomendacoes/gerar", post(gerar_recomendacoes))
-        .route("/recomendacoes/{user_id}", get(recomendacoes))
-        .route("/cache/conteudo/{id}", post(cachear).get(ler_cache))
-        .route("/status/{correlation_id}", get(status))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(criar_usuario))
+        .routes(routes!(assinatura))
+        .routes(routes!(pagamento))
+        .routes(routes!(config))
+        .routes(routes!(registrar_visualizacao))
+        .routes(routes!(historico))
+        .routes(routes!(gerar_recomendacoes))
+        .routes(routes!(recomendacoes))
+        .routes(routes!(cachear, ler_cache))
+        .routes(routes!(status))
 }
 
 /// Randomness for generated data, from the OS via UUID v4.

@@ -14,6 +14,8 @@ use polystream_common::problem::Problem;
 use polystream_stores::{ids, payments, preferences, sessions, subscriptions, users};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::UserPath;
@@ -37,6 +39,20 @@ pub struct RegisterUser {
 /// Where `/v1/users` takes each registration field (the legacy route maps its
 /// query parameters instead).
 pub const REGISTER_FIELDS: &[(&str, &str)] = &[("password_hash", "body.password")];
+
+/// The account and session routes (see [`super::catalog::routes`]).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_user))
+        .routes(routes!(get_user))
+        .routes(routes!(post_session))
+        .routes(routes!(delete_current_session))
+        .routes(routes!(list_sessions))
+        .routes(routes!(delete_session))
+        .routes(routes!(put_subscription, get_subscription))
+        .routes(routes!(post_payment, list_payments))
+        .routes(routes!(put_preferences, get_preferences))
+}
 
 /// Allocates a user id, hashes the password and publishes `user.registered`.
 /// `fields` names where the request carried each command field.

@@ -7,7 +7,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use mongodb::bson::oid::ObjectId;
@@ -22,6 +21,8 @@ use polystream_stores::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{TitlePath, UserPath};
@@ -32,27 +33,20 @@ use crate::extract::{ValidJson, ValidPath, ValidQuery, positive};
 use crate::routes::accounts::limit;
 use crate::state::{AppState, State as S};
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/v1/titles", post(post_title).get(list_titles))
-        .route(
-            "/v1/titles/{id}",
-            get(get_title).put(put_title).delete(delete_title),
-        )
-        .route(
-            "/v1/titles/{id}/relations",
-            post(post_relation).get(list_relations),
-        )
-        .route("/v1/titles/{id}/assets", post(post_asset))
-        .route("/v1/titles/{id}/assets/{asset_id}", get(get_asset))
-        .route("/v1/users/{id}/views", post(post_view).get(list_views))
-        .route("/v1/users/{id}/ratings/{title_id}", put(put_rating))
-        .route(
-            "/v1/users/{id}/recommendations",
-            post(post_recommendations).get(get_recommendations),
-        )
-        .route("/v1/rankings/{kind}", get(get_ranking))
-        .route("/v1/stats/counters", get(get_counters))
+/// The catalog and activity routes; each handler's `#[utoipa::path]` gives
+/// its method and path, so the router and the OpenAPI document are one list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_title, list_titles))
+        .routes(routes!(get_title, put_title, delete_title))
+        .routes(routes!(post_relation, list_relations))
+        .routes(routes!(post_asset))
+        .routes(routes!(get_asset))
+        .routes(routes!(post_view, list_views))
+        .routes(routes!(put_rating))
+        .routes(routes!(post_recommendations, get_recommendations))
+        .routes(routes!(get_ranking))
+        .routes(routes!(get_counters))
 }
 
 /// BSON to the JSON clients see (one renderer for S1 and S2's cache).
