@@ -1,6 +1,8 @@
 //! The HTTP API: audit trail and search over OpenSearch (503 in spool-only
 //! mode), flagged flows, health and readiness. `/metrics` is merged in by
-//! [`crate::Monitor::start`] (or served on `METRICS_ADDR`).
+//! [`crate::Monitor::start`] (or served on `METRICS_ADDR`). The router and
+//! the OpenAPI document (`/openapi.json`, committed as
+//! docs/s3-openapi.json) come from one list of handlers ([`routes`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,29 +13,116 @@ use axum::Router;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use polystream_common::health::{Check, evaluate};
 use polystream_common::instrument::{Store, store_op};
 use polystream_common::problem::{InvalidParam, Problem};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::State;
 use crate::indexer::SearchError;
 
-pub fn router(state: Arc<State>) -> Router {
-    Router::new()
-        .route("/v1/audit", get(search))
-        .route("/v1/audit/{correlation_id}", get(trail))
-        .route("/v1/flows/unanswered", get(unanswered))
+/// Every route S3 serves but `/metrics`, `/openapi.json` and `/docs`.
+pub fn routes() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(search))
+        .routes(routes!(trail))
+        .routes(routes!(unanswered))
         // A server span (continuing a caller's trace) and the request
         // duration per route template; probes (added after) stay out of both.
         .layer(axum::middleware::from_fn(
             polystream_common::instrument::http_server,
         ))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    let (api, doc) = routes().split_for_parts();
+    api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Polystream monitor (S3)",
+        description = "The audit trail of every event on the platform's topics, searchable;                        commands that got no outcome in time. Errors are RFC 9457 problem+json."
+    ),
+    components(schemas(Problem, InvalidParam))
+)]
+struct ApiDoc;
+
+/// The document as committed: pretty JSON with a trailing newline.
+/// Regenerate docs/s3-openapi.json with
+/// `cargo run -p polystream-s3-monitor -- --print-openapi > docs/s3-openapi.json`.
+pub fn document() -> String {
+    let mut doc = routes().into_openapi();
+    // The crate version would make every release rewrite the committed file.
+    doc.info.version = "1".into();
+    polystream_common::generated::canonical_json(serde_json::to_value(&doc).unwrap_or_default())
+}
+
+/// Filters of `GET /v1/audit` (read by [`parse_query`], which names each bad one).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct SearchParams {
+    /// A CloudEvents type, e.g. `polystream.title.rated.v1`.
+    r#type: Option<String>,
+    user_id: Option<String>,
+    title_id: Option<String>,
+    /// RFC 3339; events at or after it.
+    from: Option<String>,
+    /// RFC 3339; events at or before it.
+    to: Option<String>,
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// One audit document: the event's envelope fields, where it was read
+/// (topic, partition, offset) and its redacted data.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct AuditEvent {
+    /// The document id (topic, partition and offset).
+    id: String,
+    index: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct AuditTrail {
+    correlation_id: String,
+    /// Oldest first.
+    events: Vec<AuditEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct AuditSearch {
+    /// Matching events in the index (at least `events.len()`).
+    total: u64,
+    /// Newest first, at most `limit`.
+    events: Vec<AuditEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Unanswered {
+    timeout_seconds: u64,
+    /// Commands waiting for their outcome now.
+    pending: u64,
+    #[schema(value_type = Object)]
+    stats: Value,
+    /// Commands that got no outcome within the timeout.
+    #[schema(value_type = Vec<Object>)]
+    unanswered: Vec<Value>,
 }
 
 /// Most documents one answer returns.
@@ -202,6 +291,16 @@ pub fn not_configured() -> Problem {
     )
 }
 
+/// The whole trail of one command: every event with its correlation id.
+#[utoipa::path(get, path = "/v1/audit/{correlation_id}", tag = "audit",
+    params(("correlation_id" = String, Path, description = "1 to 200 characters")),
+    responses(
+        (status = 200, body = AuditTrail),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 500, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "OpenSearch unreachable or not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn trail(
     AxState(state): AxState<Arc<State>>,
     Path(correlation_id): Path<String>,
@@ -228,6 +327,14 @@ async fn trail(
     }
 }
 
+/// Audit events matching every filter given, newest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(SearchParams),
+    responses(
+        (status = 200, body = AuditSearch),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 500, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "OpenSearch unreachable or not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn search(
     AxState(state): AxState<Arc<State>>,
     Query(params): Query<HashMap<String, String>>,
@@ -246,6 +353,9 @@ async fn search(
     }
 }
 
+/// Commands still waiting for an outcome, and those that waited too long.
+#[utoipa::path(get, path = "/v1/flows/unanswered", tag = "flows",
+    responses((status = 200, body = Unanswered)))]
 async fn unanswered(AxState(state): AxState<Arc<State>>) -> Response {
     let Ok(flows) = state.flows.lock() else {
         return Problem::internal().into_response();
@@ -259,6 +369,16 @@ async fn unanswered(AxState(state): AxState<Arc<State>>) -> Response {
     .into_response()
 }
 
+/// Liveness: the process serves.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = Object)))]
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness, with each check's result and the spool's state.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, body = Object), (status = 503, body = Object)))]
 /// Ready when Kafka answers and the spool is writable and not full. OpenSearch
 /// is reported but not required: while it is down S3 still does its job
 /// (spooling), and taking it out of service would only stop consumption. A

@@ -21,3 +21,19 @@ fn help_lists_every_variable_with_the_documented_default() {
 fn no_password_is_printed_whether_stores_are_unreachable_or_settings_bad() {
     cli::assert_secrets_never_printed(BIN);
 }
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let printed = cli::output(BIN, &["--print-openapi"]);
+    // Read at run time: checkouts share the target dir.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(&manifest_dir).join("../../docs/s3-openapi.json"),
+    )
+    .unwrap_or_default();
+    assert!(
+        committed == printed,
+        "docs/s3-openapi.json is stale; regenerate it with \
+         `cargo run -p polystream-s3-monitor -- --print-openapi > docs/s3-openapi.json`"
+    );
+}

@@ -978,13 +978,26 @@ async fn without_opensearch_configured_events_are_spooled_and_the_audit_api_says
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_idle_clients_are_cut_off_by_the_server_limits() {
+async fn the_api_is_documented_and_slow_and_idle_clients_are_cut_off() {
     use polystream_smoke_tests::slow_client;
     let mut fx = Fixture::new().await;
     fx.config.server.header_read_timeout = Duration::from_secs(2);
     fx.config.server.idle_timeout = Duration::from_secs(2);
     fx.config.server.max_connections = 2;
     let m = Monitor::start(fx.config.clone()).await.unwrap();
+    // The API's OpenAPI document and its viewer, offline.
+    let (status, _, doc) = fx.get(&m, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["paths"]["/v1/audit/{correlation_id}"]["get"].is_object(),
+        "{doc}"
+    );
+    let (status, _, page) = fx.get(&m, "/docs/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.as_str().is_some_and(|p| p.contains("swagger")),
+        "{page}"
+    );
     let cut = slow_client::trickle_head(m.addr, Duration::from_secs(1), Duration::from_secs(60))
         .await
         .expect("S3 kept a slow-header connection open for 60 s");
