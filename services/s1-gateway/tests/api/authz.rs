@@ -208,11 +208,7 @@ async fn every_route_answers_each_caller_as_the_matrix_says() {
     let (a, token_a) = h.user(false).await;
     let (_, token_b) = h.user(false).await;
     let (_, token_admin) = h.user(true).await;
-    let email_a: String = sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
-        .bind(a)
-        .fetch_one(&h.pg)
-        .await
-        .unwrap();
+    let email_a = h.email_of(a).await;
     let table = matrix(&email_a);
 
     let served = served_routes();
@@ -246,12 +242,16 @@ async fn every_route_answers_each_caller_as_the_matrix_says() {
                 _ => Some(token_admin.clone()),
             };
             let token = match (route, &token) {
-                (&"DELETE /v1/sessions/current", Some(_)) => Some(login(&h, cell, &email_a).await),
+                // Other callers' fresh sessions: a new user of the same kind.
+                (&"DELETE /v1/sessions/current", Some(_)) if cell == 1 => {
+                    Some(h.login(&email_a).await)
+                }
+                (&"DELETE /v1/sessions/current", Some(_)) => Some(h.user(cell == 3).await.1),
                 _ => token,
             };
             // A spare session of A's, for the route that ends one by id.
             let spare_a = if template.contains("{session_id}") {
-                login(&h, 1, &email_a).await
+                h.login(&email_a).await
             } else {
                 String::new()
             };
@@ -319,25 +319,4 @@ async fn every_route_answers_each_caller_as_the_matrix_says() {
         wrong.len(),
         wrong.join("\n  ")
     );
-}
-
-/// A fresh session for the caller in `cell` (A's when `cell` is 1).
-async fn login(h: &crate::harness::Harness, cell: usize, email_a: &str) -> String {
-    let email = if cell == 1 {
-        email_a.to_owned()
-    } else {
-        // Other callers' fresh sessions: a new user of the same kind is as good.
-        let (_, token) = h.user(cell == 3).await;
-        return token;
-    };
-    let res = h
-        .post(
-            "/v1/sessions",
-            json!({"email": email, "password": "password123"}),
-            None,
-        )
-        .await;
-    assert_eq!(res.status().as_u16(), 201);
-    let body: Value = res.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
 }

@@ -229,6 +229,29 @@ impl Harness {
             .await
     }
 
+    /// The email of a user [`Harness::user`] made.
+    pub async fn email_of(&self, user_id: i64) -> String {
+        sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pg)
+            .await
+            .unwrap()
+    }
+
+    /// A session for `email` (password `password123`, as [`Harness::user`] sets).
+    pub async fn login(&self, email: &str) -> String {
+        let res = self
+            .post(
+                "/v1/sessions",
+                json!({"email": email, "password": "password123"}),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     /// A user written straight into PostgreSQL (as S2 would), logged in.
     pub async fn user(&self, admin: bool) -> (i64, String) {
         let mut con = self.redis.clone();

@@ -127,11 +127,7 @@ async fn a_password_brute_force_is_locked_out_for_known_and_unknown_emails_alike
     ])
     .await;
     let (id, _) = h.user(false).await;
-    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
-        .bind(id)
-        .fetch_one(&h.pg)
-        .await
-        .unwrap();
+    let email = h.email_of(id).await;
     let unknown = format!("{}@test.example", unique("nobody"));
     for who in [email.as_str(), unknown.as_str()] {
         let login = |password: &'static str| {
