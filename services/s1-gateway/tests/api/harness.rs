@@ -240,6 +240,14 @@ impl Harness {
 
     /// A session for `email` (password `password123`, as [`Harness::user`] sets).
     pub async fn login(&self, email: &str) -> String {
+        self.login_answer(email).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `POST /v1/sessions`'s answer for `email`, which must be `201`.
+    async fn login_answer(&self, email: &str) -> Value {
         let res = self
             .post(
                 "/v1/sessions",
@@ -248,8 +256,7 @@ impl Harness {
             )
             .await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        let body: Value = res.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        res.json().await.unwrap()
     }
 
     /// A user written straight into PostgreSQL (as S2 would), logged in.
@@ -270,15 +277,7 @@ impl Harness {
             .execute(&self.pg)
             .await
             .unwrap();
-        let res = self
-            .post(
-                "/v1/sessions",
-                json!({"email": email, "password": "password123"}),
-                None,
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let body: Value = res.json().await.unwrap();
+        let body = self.login_answer(&email).await;
         assert_eq!(body["user_id"], id);
         (id, body["token"].as_str().unwrap().to_owned())
     }
