@@ -5,6 +5,13 @@
 KAFKA_VERSION=4.3.1
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
+# TLS listeners for the security tests (docs/configuration.md, "Kafka security"):
+# SASL_SSL with SCRAM logins, and SSL that requires a client certificate.
+KAFKA_SASL_SSL_PORT=9094
+KAFKA_MTLS_PORT=9095
+# The SCRAM login the local broker knows. Local only, like every other dev password.
+KAFKA_SCRAM_USER=polystream
+KAFKA_SCRAM_PASSWORD=polystream-local
 # Start-up is ~10 s (3 s more for the first-start format) on a loaded 2-core box; the
 # margin is for a cold page cache and a machine busy compiling.
 # shellcheck disable=SC2034 # read indirectly by timeout_of in ./dev
@@ -13,7 +20,16 @@ kafka_START_TIMEOUT=180
 kafka_version() { echo "$KAFKA_VERSION"; }
 kafka_installed() { pkg_installed kafka "$KAFKA_VERSION" && command -v java >/dev/null; }
 kafka_addr() { echo "127.0.0.1:$KAFKA_PORT"; }
-kafka_env() { echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"; }
+kafka_env() {
+  echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  # For the Kafka security tests; the services use plaintext locally.
+  echo "POLYSTREAM_KAFKA_SASL_SSL_ADDR=127.0.0.1:$KAFKA_SASL_SSL_PORT"
+  echo "POLYSTREAM_KAFKA_MTLS_ADDR=127.0.0.1:$KAFKA_MTLS_PORT"
+  echo "POLYSTREAM_KAFKA_CA_DIR=$PS_DATA/kafka/tls/client-ca"
+  echo "POLYSTREAM_KAFKA_CLIENT_CERT_DIR=$PS_DATA/kafka/tls/client-cert"
+  echo "POLYSTREAM_KAFKA_SCRAM_USER=$KAFKA_SCRAM_USER"
+  echo "POLYSTREAM_KAFKA_SCRAM_PASSWORD=$KAFKA_SCRAM_PASSWORD"
+}
 
 kafka_install() {
   local dir libs log
@@ -79,11 +95,45 @@ logger.config.level = WARN
 EOF
 }
 
+# _kafka_tls DIR: a local CA, the broker's certificate for 127.0.0.1 and a client
+# certificate, made once with openssl. Laid out for the clients as KAFKA_TLS_DIR
+# expects: client-ca/ (ca.crt only) and client-cert/ (ca.crt, tls.crt, tls.key).
+_kafka_tls() {
+  local tls=$1/tls
+  [[ -f $tls/broker.pem && -f $tls/client-cert/tls.key ]] && return 0
+  command -v openssl >/dev/null || apt_ensure openssl || return 1
+  rm -rf "$tls.tmp"
+  mkdir -p "$tls.tmp/client-ca" "$tls.tmp/client-cert"
+  (
+    set -e
+    cd "$tls.tmp"
+    local days=3650
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days $days \
+      -subj "/CN=Polystream local Kafka CA"
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=127.0.0.1"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days $days \
+      -extfile broker.ext -out broker.crt
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=polystream-client"
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days $days -out client.crt
+    # Kafka's PEM key store: the unencrypted PKCS#8 key, then the chain.
+    cat broker.key broker.crt ca.crt >broker.pem
+    cp ca.crt client-ca/
+    cp ca.crt client-cert/
+    cp client.crt client-cert/tls.crt
+    cp client.key client-cert/tls.key
+    chmod 600 ./*.key broker.pem client-cert/tls.key
+  ) >>"$(logfile kafka)" 2>&1 || { echo "making the local TLS certificates failed" >"$(failfile kafka)"; return 1; }
+  rm -rf "$tls"
+  mv "$tls.tmp" "$tls"
+}
+
 kafka_start() {
   local dir libs
   dir=$PS_DATA/kafka
   libs=$(pkg_dir kafka "$KAFKA_VERSION")/libs
   mkdir -p "$dir/data"
+  _kafka_tls "$dir" || return 1
   # Rewritten on every start so a changed setting here takes effect; the cluster
   # identity lives in data/meta.properties, written once by the format below.
   cat >"$dir/server.properties" <<EOF
@@ -92,11 +142,22 @@ node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
 # PODS: for pods on the real node. Bound on 127.0.0.1 like the rest, advertised
 # as the node's bridge address, where a relay leads here (scripts/components/node.sh).
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,PODS://127.0.0.1:$NODE_KAFKA_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,PODS://$NODE_IP:$NODE_KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,PODS://127.0.0.1:$NODE_KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,PODS://$NODE_IP:$NODE_KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PODS:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PODS:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL
+# TLS: one PEM key store (scripts/components/kafka.sh, _kafka_tls) for both TLS listeners.
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/tls/ca.crt
+# SASL_SSL: SCRAM logins (the user is added once the broker is up, see kafka_ready).
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# MTLS: a client certificate signed by the local CA is the login.
+listener.name.mtls.ssl.client.auth=required
 log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=true
@@ -144,5 +205,21 @@ kafka_ready() {
   [[ -f $log ]] || return 1
   # `|| true`: with pipefail, tac dying of SIGPIPE after grep's first match is no failure.
   line=$(tac "$log" | grep -m1 -E 'Kafka Server started|^--- [^ ]+ starting: ' || true)
-  [[ $line == *'Kafka Server started'* ]]
+  [[ $line == *'Kafka Server started'* ]] || return 1
+  _kafka_scram_user
+}
+
+# The SCRAM login lives in the cluster's metadata, so it is added once per data
+# directory (a marker in it says so) through the plaintext listener.
+_kafka_scram_user() {
+  local marker=$PS_DATA/kafka/data/.scram-$KAFKA_SCRAM_USER
+  [[ -f $marker ]] && return 0
+  local mechanism
+  for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
+    kafka_cli kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_SCRAM_USER" \
+      --add-config "$mechanism=[iterations=4096,password=$KAFKA_SCRAM_PASSWORD]" \
+      >>"$(logfile kafka)" 2>&1 || return 1
+  done
+  touch "$marker"
 }

@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::{
-    CONFIG_HASH_ANNOTATION, Component, HTTP_PORT, KAFKA_SASL_DIR, KAFKA_TLS_DIR, RUN_AS_USER,
-    SPOOL_DIR, child_meta, component_name, config_map_name, gateway_url, labels, selector_labels,
+    CONFIG_HASH_ANNOTATION, Component, HTTP_PORT, KAFKA_TLS_DIR, RUN_AS_USER, SPOOL_DIR,
+    child_meta, component_name, config_map_name, gateway_url, labels, selector_labels,
 };
 use crate::crd::{PullPolicy, SecretKeyRef, StreamingPlatform};
 
@@ -214,6 +214,15 @@ pub(crate) fn env(sp: &StreamingPlatform, c: Component) -> Vec<EnvVar> {
             &stores.kafka.replication_factor.to_string(),
         ));
     }
+    if stores.kafka.tls.is_some() {
+        put(value("KAFKA_TLS_DIR", KAFKA_TLS_DIR));
+    }
+    if let Some(sasl) = &stores.kafka.sasl {
+        let name = &sasl.secret_ref.name;
+        put(secret_key("KAFKA_SASL_MECHANISM", name, "mechanism"));
+        put(secret_key("KAFKA_SASL_USERNAME", name, "username"));
+        put(secret_key("KAFKA_SASL_PASSWORD", name, "password"));
+    }
     match c {
         Component::Gateway => {
             put(value("PUBLIC_URL", &gateway_url(sp)));
@@ -270,13 +279,17 @@ fn value(name: &str, value: &str) -> EnvVar {
 }
 
 fn secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+    secret_key(name, &r.name, &r.key)
+}
+
+fn secret_key(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: None,
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: r.name.clone(),
-                key: r.key.clone(),
+                name: secret.to_owned(),
+                key: key.to_owned(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
@@ -285,9 +298,8 @@ fn secret(name: &str, r: &SecretKeyRef) -> EnvVar {
 }
 
 /// An emptyDir on `/tmp` for every pod (read-only root filesystem), S3's spool,
-/// and the Kafka TLS/SASL Secrets. The services do not read Kafka TLS/SASL
-/// settings yet; the Secrets are mounted so the files are where a future
-/// version (or `extraEnv` pointing librdkafka at them) expects them.
+/// and the Kafka TLS Secret (librdkafka reads certificates from files; the
+/// SASL login travels as `secretKeyRef` variables instead).
 fn volumes(sp: &StreamingPlatform, c: Component) -> Vec<Volume> {
     let mut volumes = vec![Volume {
         name: "tmp".to_owned(),
@@ -305,11 +317,11 @@ fn volumes(sp: &StreamingPlatform, c: Component) -> Vec<Volume> {
             ..Volume::default()
         });
     }
-    for (name, secret) in kafka_secrets(sp) {
+    if let Some(tls) = &sp.spec.stores.kafka.tls {
         volumes.push(Volume {
-            name: name.to_owned(),
+            name: "kafka-tls".to_owned(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.to_owned()),
+                secret_name: Some(tls.secret_ref.name.clone()),
                 // Owner and group (fsGroup) read, nobody else.
                 default_mode: Some(0o440),
                 optional: Some(false),
@@ -332,28 +344,10 @@ fn volume_mounts(sp: &StreamingPlatform, c: Component) -> Vec<VolumeMount> {
     if c == Component::Monitor {
         mounts.push(mount("spool", SPOOL_DIR, false));
     }
-    for (name, _) in kafka_secrets(sp) {
-        let path = if name == "kafka-tls" {
-            KAFKA_TLS_DIR
-        } else {
-            KAFKA_SASL_DIR
-        };
-        mounts.push(mount(name, path, true));
+    if sp.spec.stores.kafka.tls.is_some() {
+        mounts.push(mount("kafka-tls", KAFKA_TLS_DIR, true));
     }
     mounts
-}
-
-/// (volume name, Secret name) of the Kafka TLS and SASL Secrets, when set.
-fn kafka_secrets(sp: &StreamingPlatform) -> Vec<(&'static str, &str)> {
-    let kafka = &sp.spec.stores.kafka;
-    let mut secrets = Vec::new();
-    if let Some(tls) = &kafka.tls {
-        secrets.push(("kafka-tls", tls.secret_ref.name.as_str()));
-    }
-    if let Some(sasl) = &kafka.sasl {
-        secrets.push(("kafka-sasl", sasl.secret_ref.name.as_str()));
-    }
-    secrets
 }
 
 /// The spec's resources, with a default request for CPU and memory when
@@ -762,7 +756,7 @@ mod tests {
     }
 
     #[test]
-    fn kafka_tls_and_sasl_secrets_are_mounted_read_only() {
+    fn kafka_tls_is_mounted_read_only_and_sasl_comes_from_secret_keys() {
         let mut sp = sample();
         sp.spec.stores.kafka.tls = Some(SecretRefHolder {
             secret_ref: crate::crd::LocalSecretRef {
@@ -787,18 +781,33 @@ mod tests {
                 .collect();
             assert_eq!(
                 secret_volumes,
-                [
-                    ("kafka-tls".into(), "kafka-ca".into(), 0o440),
-                    ("kafka-sasl".into(), "kafka-user".into(), 0o440)
-                ]
+                [("kafka-tls".into(), "kafka-ca".into(), 0o440)]
             );
-            let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+            let container = &pod.containers[0];
+            let mounts = container.volume_mounts.clone().unwrap();
             let tls = mounts.iter().find(|m| m.name == "kafka-tls").unwrap();
             assert_eq!(tls.mount_path, KAFKA_TLS_DIR);
             assert_eq!(tls.read_only, Some(true));
-            let sasl = mounts.iter().find(|m| m.name == "kafka-sasl").unwrap();
-            assert_eq!(sasl.mount_path, KAFKA_SASL_DIR);
-            assert_eq!(sasl.read_only, Some(true));
+            let vars = container.env.clone().unwrap();
+            let find = |name: &str| vars.iter().find(|v| v.name == name).unwrap();
+            assert_eq!(find("KAFKA_TLS_DIR").value.as_deref(), Some(KAFKA_TLS_DIR));
+            for (var, key) in [
+                ("KAFKA_SASL_MECHANISM", "mechanism"),
+                ("KAFKA_SASL_USERNAME", "username"),
+                ("KAFKA_SASL_PASSWORD", "password"),
+            ] {
+                let r = find(var)
+                    .value_from
+                    .clone()
+                    .unwrap()
+                    .secret_key_ref
+                    .unwrap();
+                assert_eq!(
+                    (r.name.as_str(), r.key.as_str(), r.optional),
+                    ("kafka-user", key, Some(false)),
+                    "{var}"
+                );
+            }
         }
     }
 

@@ -54,9 +54,9 @@ pub const CONFIG_HASH_ANNOTATION: &str = "polystream.dev/config-hash";
 pub const RUN_AS_USER: i64 = 65532;
 /// Where S3 keeps batches while OpenSearch is unreachable (an emptyDir).
 pub const SPOOL_DIR: &str = "/var/lib/polystream/spool";
-/// Where the Kafka TLS and SASL Secrets are mounted, read-only.
+/// Where the Kafka TLS Secret is mounted, read-only (the services'
+/// `KAFKA_TLS_DIR`).
 pub const KAFKA_TLS_DIR: &str = "/etc/polystream/kafka/tls";
-pub const KAFKA_SASL_DIR: &str = "/etc/polystream/kafka/sasl";
 
 /// One of the three services; each is a Deployment running its own binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,7 +142,7 @@ pub struct Children {
 }
 
 /// A Secret the Deployments reference: one key (`secretKeyRef`) or, for Kafka
-/// TLS/SASL, the whole Secret (mounted as a volume; `key` is `None`).
+/// TLS/SASL, the whole Secret (a volume, or several keys; `key` is `None`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SecretKeyRefLike {
     pub name: String,

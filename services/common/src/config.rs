@@ -250,6 +250,8 @@ pub struct StoreEndpoints {
     pub redis_url: String,
     /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port`.
     pub kafka_bootstrap_servers: String,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_TLS_DIR`, `KAFKA_SASL_*`.
+    pub kafka_security: crate::kafka::Security,
     /// `MONGODB_URI`: MongoDB (or a MongoDB-wire server).
     pub mongodb_uri: String,
     /// `OPENSEARCH_URL`.
@@ -273,6 +275,7 @@ impl StoreEndpoints {
             ),
             redis_url: r.url("REDIS_URL", Self::LOCAL_REDIS_URL, &["redis", "rediss"]),
             kafka_bootstrap_servers: r.host_ports("KAFKA_BOOTSTRAP_SERVERS", Self::LOCAL_KAFKA),
+            kafka_security: crate::kafka::Security::read(r),
             mongodb_uri: r.url(
                 "MONGODB_URI",
                 Self::LOCAL_MONGODB_URI,
@@ -283,6 +286,14 @@ impl StoreEndpoints {
                 Self::LOCAL_OPENSEARCH_URL,
                 &["http", "https"],
             ),
+        }
+    }
+
+    /// The brokers with their TLS and SASL settings.
+    pub fn kafka(&self) -> crate::kafka::Connection {
+        crate::kafka::Connection {
+            bootstrap_servers: self.kafka_bootstrap_servers.clone(),
+            security: self.kafka_security.clone(),
         }
     }
 

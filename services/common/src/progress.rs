@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -196,9 +195,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client that only asks the broker about `group`'s offsets: it never
 /// joins the group, so it cannot disturb its assignment.
-pub fn observer(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+pub fn observer(
+    kafka: &(impl crate::kafka::Brokers + ?Sized),
+    group: &str,
+) -> Result<BaseConsumer, KafkaError> {
+    kafka
+        .connection()
+        .client_config()
         .set("group.id", group)
         .set("client.id", format!("{group}-progress"))
         .set("enable.auto.commit", "false")
@@ -242,11 +245,11 @@ pub fn sample(client: &BaseConsumer, topics: &[String]) -> Result<Vec<Sample>, K
 /// picture: a partition cannot progress while the broker is away either.
 pub async fn poll(
     progress: Arc<Progress>,
-    bootstrap: String,
+    kafka: crate::kafka::Connection,
     topics: Vec<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match observer(&bootstrap, progress.group()) {
+    let client = match observer(&kafka, progress.group()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(error = %e, "cannot create the progress observer; no lag or stall reports");

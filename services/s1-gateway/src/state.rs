@@ -55,12 +55,8 @@ impl State {
         let redis = polystream_stores::keys::connect(client.clone())
             .await
             .with_context(|| format!("Redis is not reachable at {}", redact_url(&s.redis_url)))?;
-        let producer = kafka::publisher(
-            &s.kafka_bootstrap_servers,
-            "s1-gateway",
-            config.kafka_ack_timeout,
-        )
-        .context("creating the Kafka producer")?;
+        let producer = kafka::publisher(&s.kafka(), "s1-gateway", config.kafka_ack_timeout)
+            .context("creating the Kafka producer")?;
         let status =
             StatusStore::with_max_waiters(client, redis.clone(), config.status_wait_max_concurrent);
         let metrics = S1Metrics::default();

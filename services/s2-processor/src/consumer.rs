@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
@@ -112,10 +111,13 @@ fn names(tpl: &TopicPartitionList) -> Vec<String> {
 pub type ProcessorConsumer = StreamConsumer<Context>;
 
 /// A manual-offset-store consumer in `group` (see the module docs).
-pub fn create(bootstrap: &str, group: &str) -> KafkaResult<(Arc<ProcessorConsumer>, Lanes)> {
+pub fn create(
+    kafka: &polystream_common::kafka::Connection,
+    group: &str,
+) -> KafkaResult<(Arc<ProcessorConsumer>, Lanes)> {
     let lanes: Lanes = Arc::default();
-    let consumer: ProcessorConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: ProcessorConsumer = kafka
+        .client_config()
         .set("group.id", group)
         .set("client.id", "s2-processor")
         .set("enable.auto.commit", "true")

@@ -177,24 +177,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot connect to Redis at {}", redact_url(&ep.redis_url)))?;
     let t = &config.topics;
-    polystream_common::kafka::ensure_platform_topics(
-        &ep.kafka_bootstrap_servers,
-        &config.topics,
-        config.layout,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot create Kafka topics at {}",
-            ep.kafka_bootstrap_servers
-        )
-    })?;
+    let kafka = ep.kafka();
+    polystream_common::kafka::ensure_platform_topics(&kafka, &config.topics, config.layout)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create Kafka topics at {}",
+                ep.kafka_bootstrap_servers
+            )
+        })?;
     let producer = polystream_common::kafka::publisher(
-        &ep.kafka_bootstrap_servers,
+        &kafka,
         "s2-processor",
         polystream_common::kafka::DEFAULT_DELIVERY_TIMEOUT,
     )?;
-    let (consumer, lanes) = consumer::create(&ep.kafka_bootstrap_servers, &config.group_id)?;
+    let (consumer, lanes) = consumer::create(&kafka, &config.group_id)?;
     consumer.subscribe(&[&t.user_events])?;
 
     let stores = Stores {
@@ -252,7 +249,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     tokio::spawn(polystream_common::progress::poll(
         progress,
-        ep.kafka_bootstrap_servers.clone(),
+        kafka.clone(),
         vec![t.user_events.clone()],
         shutdown_rx.clone(),
     ));

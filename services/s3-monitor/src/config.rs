@@ -10,7 +10,8 @@ use polystream_common::config::{
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub kafka_bootstrap_servers: String,
+    /// `KAFKA_BOOTSTRAP_SERVERS` with its TLS and SASL settings.
+    pub kafka: polystream_common::kafka::Connection,
     /// `OPENSEARCH_URL`; `None` when it is set to the empty string: no
     /// OpenSearch is configured and S3 runs spool-only.
     pub opensearch_url: Option<String>,
@@ -80,7 +81,7 @@ impl Config {
             r.invalid("BULK_MAX_WAIT_MS", "0", "must be at least 1");
         }
         Self {
-            kafka_bootstrap_servers: stores.kafka_bootstrap_servers,
+            kafka: stores.kafka(),
             opensearch_url: (!spool_only).then_some(stores.opensearch_url),
             topics,
             http_addr,

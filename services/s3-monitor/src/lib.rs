@@ -80,7 +80,7 @@ impl Monitor {
         let indexer = Indexer::new(config.opensearch_url.as_deref(), &config.index_prefix)?;
         let client_id = format!("s3-monitor-{}", std::process::id());
         let consumer = polystream_common::kafka::consumer_with_lag(
-            &config.kafka_bootstrap_servers,
+            &config.kafka,
             &config.group_id,
             &client_id,
         )
@@ -89,7 +89,7 @@ impl Monitor {
         // Created here too (as S2 does) so S3 never subscribes to a topic that
         // does not exist yet: librdkafka would notice it only minutes later.
         polystream_common::kafka::ensure_platform_topics(
-            &config.kafka_bootstrap_servers,
+            &config.kafka,
             &config.topics,
             config.layout,
         )
@@ -97,7 +97,7 @@ impl Monitor {
         .with_context(|| {
             format!(
                 "cannot create Kafka topics at {}",
-                config.kafka_bootstrap_servers
+                config.kafka.bootstrap_servers
             )
         })?;
         consumer
@@ -152,7 +152,7 @@ impl Monitor {
             tokio::spawn(ingest::expire_loop(state.clone(), stopped.clone())),
             tokio::spawn(polystream_common::progress::poll(
                 progress,
-                state.config.kafka_bootstrap_servers.clone(),
+                state.config.kafka.clone(),
                 {
                     let t = &state.config.topics;
                     vec![

@@ -390,7 +390,7 @@ async fn a_spooled_batch_refused_as_a_whole_is_replayed_without_its_bad_document
     // Not an outage: OpenSearch stays available and new events go straight in.
     let (_, ready) = fx.get(&m, "/ready").await;
     assert_eq!(ready["opensearch"]["available"], true, "{ready}");
-    let brokers = fx.config.kafka_bootstrap_servers.clone();
+    let brokers = fx.config.kafka.bootstrap_servers.clone();
     let producer = producer_for(&brokers);
     let live = rating(100);
     publish(
@@ -417,7 +417,7 @@ async fn a_spooled_batch_refused_as_a_whole_is_replayed_without_its_bad_document
 async fn a_full_spool_stops_consuming_and_committing_until_replay_frees_room() {
     let mut fx = Fixture::new().await;
     let real = fx.opensearch.clone();
-    let brokers = fx.config.kafka_bootstrap_servers.clone();
+    let brokers = fx.config.kafka.bootstrap_servers.clone();
     let topic = fx.config.topics.user_events.clone();
     let group = fx.config.group_id.clone();
     // Room for a few one-event segments (they carry headers, so a bit more

@@ -106,6 +106,8 @@ pub fn assert_secrets_never_printed(bin: &str) {
         ("MONGODB_URI", format!("mongodb://u:{SECRET}@127.0.0.1:1/")),
         ("OPENSEARCH_URL", format!("http://u:{SECRET}@127.0.0.1:1")),
         ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1".into()),
+        ("KAFKA_SASL_USERNAME", "u".into()),
+        ("KAFKA_SASL_PASSWORD", format!("{SECRET}-kafka")),
         ("HTTP_ADDR", "127.0.0.1:0".into()),
         ("ADMIN_EMAIL", "admin@example.com".into()),
         ("ADMIN_PASSWORD", format!("{SECRET}-admin")),
@@ -120,6 +122,9 @@ pub fn assert_secrets_never_printed(bin: &str) {
         ("MONGODB_URI", format!("mongo://u:{SECRET}@127.0.0.1:1/")),
         ("OPENSEARCH_URL", format!("ftp://u:{SECRET}@127.0.0.1:1")),
         ("HTTP_MAX_CONNECTIONS", "0".into()),
+        ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL".into()),
+        ("KAFKA_SASL_MECHANISM", "GSSAPI".into()),
+        ("KAFKA_SASL_PASSWORD", SECRET.to_owned()),
         ("ADMIN_EMAIL", "admin@example.com".into()),
         ("ADMIN_PASSWORD", SECRET.to_owned()),
     ];

@@ -23,19 +23,22 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::events::{Envelope, headers};
 
 mod publisher;
+mod security;
 pub use publisher::{Deliver, Publisher};
+pub use security::{Brokers, Connection, Protocol, SASL_MECHANISMS, Sasl, Security, TlsFiles};
 
 /// A producer whose acknowledged sends are durable: every in-sync replica has
 /// the record, and retries cannot duplicate or reorder it. librdkafka gives up
 /// on a record after `delivery_timeout`; a caller that answers "not stored"
 /// after waiting that long can then trust the record is not delivered later.
 pub fn producer(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
     client_id: &str,
     delivery_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    kafka
+        .connection()
+        .client_config()
         .set("client.id", client_id)
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -54,24 +57,24 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A [`Publisher`] over [`producer`]'s settings, replaced when three
 /// delivery timeouts in a row pass without one acknowledgement.
 pub fn publisher(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
     client_id: &str,
     delivery_timeout: Duration,
 ) -> Result<Publisher, KafkaError> {
-    let (bootstrap, id) = (bootstrap.to_owned(), client_id.to_owned());
+    let (kafka, id) = (kafka.connection(), client_id.to_owned());
     Publisher::new(client_id, delivery_timeout * 3, move || {
-        producer(&bootstrap, &id, delivery_timeout)
+        producer(&kafka, &id, delivery_timeout)
     })
 }
 
 /// A consumer in `group` that never commits on its own: offsets are committed
 /// by the caller once an event's effects are durable.
 pub fn consumer(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
     group: &str,
     client_id: &str,
 ) -> Result<StreamConsumer, KafkaError> {
-    consumer_config(bootstrap, group, client_id).create()
+    consumer_config(kafka, group, client_id).create()
 }
 
 /// A reader of every partition of `topic` from its beginning, for tests and
@@ -79,12 +82,16 @@ pub fn consumer(
 /// a group member while a cooperative rebalance is in flight can block its
 /// drop for ever inside librdkafka (seen in a test harness), and a reader
 /// needs neither rebalances nor commits.
-pub async fn topic_reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer, KafkaError> {
+pub async fn topic_reader(
+    kafka: &(impl Brokers + ?Sized),
+    topic: &str,
+) -> Result<StreamConsumer, KafkaError> {
     use rdkafka::consumer::Consumer as _;
     use rdkafka::{Offset, TopicPartitionList};
     // librdkafka wants a group id even for assigned partitions; nothing joins it.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: StreamConsumer = kafka
+        .connection()
+        .client_config()
         .set("group.id", "polystream-topic-reader")
         .set("enable.auto.commit", "false")
         .create()?;
@@ -124,10 +131,9 @@ pub async fn topic_reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer
     std::sync::Arc::try_unwrap(consumer).map_err(|_| KafkaError::Canceled)
 }
 
-fn consumer_config(bootstrap: &str, group: &str, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
+fn consumer_config(kafka: &(impl Brokers + ?Sized), group: &str, client_id: &str) -> ClientConfig {
+    let mut c = kafka.connection().client_config();
+    c.set("group.id", group)
         .set("client.id", client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -446,11 +452,11 @@ pub type LagContext = rdkafka::consumer::DefaultConsumerContext;
 /// rebalance, so the loop and the group wait on each other for good.
 /// Commit synchronously (`commit_consumer_state`) only at shutdown.
 pub fn consumer_with_lag(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
     group: &str,
     client_id: &str,
 ) -> Result<StreamConsumer<LagContext>, KafkaError> {
-    consumer_config(bootstrap, group, client_id)
+    consumer_config(kafka, group, client_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .create_with_context(LagContext::default())
@@ -562,10 +568,10 @@ pub fn header<'a>(
 
 /// Creates (or grows) the platform's three topics with `layout`.
 pub async fn ensure_platform_topics(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
     topics: &crate::config::Topics,
     layout: crate::config::TopicLayout,
-) -> Result<(), KafkaError> {
+) -> Result<(), TopicsError> {
     let names = [
         &topics.user_events,
         &topics.response_events,
@@ -575,19 +581,121 @@ pub async fn ensure_platform_topics(
         .iter()
         .map(|n| (n.as_str(), layout.partitions))
         .collect();
-    ensure_topics(bootstrap, &wanted, layout.replication).await
+    ensure_topics(kafka, &wanted, layout.replication).await
 }
 
 /// Creates each topic that does not exist and grows any with fewer partitions
 /// than asked for. Never shrinks or deletes.
 pub async fn ensure_topics(
-    bootstrap: &str,
+    kafka: &(impl Brokers + ?Sized),
+    topics: &[(&str, i32)],
+    replication: i32,
+) -> Result<(), TopicsError> {
+    use rdkafka::producer::{BaseProducer, Producer as _};
+    let config = kafka.connection().client_config();
+    // A first metadata request from a client whose log and error events are
+    // served (an admin client leaves them queued), so a refused login or
+    // certificate is reported with librdkafka's own words.
+    let probe: BaseProducer<FirstError> = config
+        .clone()
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning)
+        .create_with_context(FirstError::default())
+        .map_err(TopicsError::plain)?;
+    if let Err(e) = probe.client().fetch_metadata(None, Duration::from_secs(10)) {
+        for _ in 0..100 {
+            probe.poll(Duration::ZERO);
+        }
+        return Err(TopicsError {
+            broker: probe.context().take(),
+            source: e,
+        });
+    }
+    drop(probe);
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(TopicsError::plain)?;
+    create_or_grow(&admin, topics, replication)
+        .await
+        .map_err(TopicsError::plain)
+}
+
+/// A failed [`ensure_topics`], with the client's own account of why when
+/// librdkafka gave one: its error codes alone ("broker transport failure")
+/// hide a refused login or an untrusted certificate.
+#[derive(Debug)]
+pub struct TopicsError {
+    pub source: KafkaError,
+    /// The last error librdkafka reported for the client, e.g.
+    /// "SASL authentication error: Authentication failed …".
+    pub broker: Option<String>,
+}
+
+impl TopicsError {
+    fn plain(source: KafkaError) -> Self {
+        Self {
+            source,
+            broker: None,
+        }
+    }
+}
+
+/// The client's reason first, then librdkafka's error as its source.
+impl std::fmt::Display for TopicsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.broker {
+            Some(reason) => f.write_str(reason),
+            None => write!(f, "{}", self.source),
+        }
+    }
+}
+
+impl std::error::Error for TopicsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.broker.as_ref().map(|_| &self.source as _)
+    }
+}
+
+/// A client context that remembers the first error librdkafka reported: the
+/// cause ("SASL authentication error …") comes before its consequences
+/// ("1/1 brokers are down").
+#[derive(Default)]
+struct FirstError(std::sync::Mutex<Option<String>>);
+
+impl FirstError {
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok()?.take()
+    }
+
+    fn remember(&self, reason: &str) {
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert_with(|| reason.to_owned());
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for FirstError {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+impl rdkafka::ClientContext for FirstError {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(level, L::Emerg | L::Alert | L::Critical | L::Error) {
+            tracing::warn!(facility = fac, "Kafka client: {message}");
+            self.remember(message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        self.remember(reason);
+    }
+}
+
+async fn create_or_grow<C: rdkafka::ClientContext + 'static>(
+    admin: &AdminClient<C>,
     topics: &[(&str, i32)],
     replication: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))?;

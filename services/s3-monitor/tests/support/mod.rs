@@ -56,7 +56,7 @@ pub fn config(
 ) -> polystream_s3_monitor::Config {
     use std::time::Duration;
     polystream_s3_monitor::Config {
-        kafka_bootstrap_servers: brokers.to_owned(),
+        kafka: polystream_common::kafka::Brokers::connection(brokers),
         opensearch_url: Some(opensearch.to_owned()),
         topics,
         http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

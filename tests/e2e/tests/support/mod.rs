@@ -178,6 +178,12 @@ pub fn settings(overrides: &[(&str, String)]) -> HashMap<String, String> {
 
 impl Platform {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Platform::start`], with `extra` settings for all three services
+    /// (e.g. how they reach Kafka).
+    pub async fn start_with(extra: &[(&str, String)]) -> Self {
         logs();
         // Fails early, naming a bad setting or an unreachable server.
         let stores = Stores::connect().await;
@@ -200,6 +206,7 @@ impl Platform {
             ("KAFKA_PARTITIONS", "3".into()),
             ("HTTP_ADDR", "127.0.0.1:0".into()),
         ];
+        let common = [common, extra.to_vec()].concat();
 
         let mut r = Reader::new(settings(
             &[common.clone(), vec![("KAFKA_GROUP_ID", format!("{id}-s2"))]].concat(),
