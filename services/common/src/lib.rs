@@ -26,6 +26,7 @@ pub mod health;
 pub mod instrument;
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod progress;
 pub mod ratelimit;

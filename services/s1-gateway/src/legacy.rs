@@ -250,6 +250,7 @@ pub async fn criar_usuario(
 #[into_params(parameter_in = Path)]
 pub struct IdPath {
     /// User id.
+    #[param(minimum = 1)]
     pub id: i64,
 }
 
@@ -441,7 +442,9 @@ fn kind(tipo: &str) -> Option<TitleKind> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NovaVisualizacao {
+    #[param(minimum = 1)]
     pub user_id: i64,
+    #[param(minimum = 1)]
     pub conteudo_id: i64,
     /// Informational; the catalog is the source of a title's name.
     pub titulo: Option<String>,
@@ -507,6 +510,7 @@ pub async fn registrar_visualizacao(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct UserIdPath {
+    #[param(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -516,6 +520,7 @@ pub struct FiltroHistorico {
     /// filme|série|documentário.
     pub tipo: Option<String>,
     pub concluido: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -653,6 +658,7 @@ pub async fn historico(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GerarQuery {
+    #[param(minimum = 1)]
     pub user_id: i64,
 }
 
@@ -696,6 +702,7 @@ pub async fn recomendacoes(
 #[into_params(parameter_in = Path)]
 pub struct ConteudoPath {
     /// Title id.
+    #[param(minimum = 1)]
     pub id: i64,
 }
 

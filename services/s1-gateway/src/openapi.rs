@@ -32,7 +32,11 @@ impl Modify for Bearer {
 /// The whole document: the paths come from the routes S1 serves
 /// ([`crate::api_routes`], seed 002's included).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi().merge_from(crate::api_routes(true).into_openapi())
+    let mut doc = ApiDoc::openapi().merge_from(crate::api_routes(true).into_openapi());
+    // Every API route is rate limited (crate::limits).
+    let layers = polystream_common::openapi::Layers { rate_limited: true };
+    polystream_common::openapi::document_errors(&mut doc, layers);
+    doc
 }
 
 /// The document as committed: pretty JSON with a trailing newline.

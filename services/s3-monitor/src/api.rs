@@ -42,7 +42,8 @@ pub fn routes() -> OpenApiRouter<Arc<State>> {
 }
 
 pub fn router(state: Arc<State>) -> Router {
-    let (api, doc) = routes().split_for_parts();
+    let (api, mut doc) = routes().split_for_parts();
+    document_errors(&mut doc);
     api.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .with_state(state)
 }
@@ -57,11 +58,17 @@ pub fn router(state: Arc<State>) -> Router {
 )]
 struct ApiDoc;
 
+/// S3 has no rate limiting: its readers are operators and the console.
+fn document_errors(doc: &mut utoipa::openapi::OpenApi) {
+    polystream_common::openapi::document_errors(doc, polystream_common::openapi::Layers::default());
+}
+
 /// The document as committed: pretty JSON with a trailing newline.
 /// Regenerate docs/s3-openapi.json with
 /// `cargo run -p polystream-s3-monitor -- --print-openapi > docs/s3-openapi.json`.
 pub fn document() -> String {
     let mut doc = routes().into_openapi();
+    document_errors(&mut doc);
     // The crate version would make every release rewrite the committed file.
     doc.info.version = "1".into();
     polystream_common::generated::canonical_json(serde_json::to_value(&doc).unwrap_or_default())
@@ -73,12 +80,17 @@ pub fn document() -> String {
 #[allow(dead_code)]
 struct SearchParams {
     /// A CloudEvents type, e.g. `polystream.title.rated.v1`.
+    #[param(min_length = 1, max_length = 200)]
     r#type: Option<String>,
+    #[param(min_length = 1, max_length = 200)]
     user_id: Option<String>,
+    #[param(min_length = 1, max_length = 200)]
     title_id: Option<String>,
     /// RFC 3339; events at or after it.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; events at or before it.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

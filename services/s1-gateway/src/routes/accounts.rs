@@ -252,8 +252,10 @@ pub async fn delete_current_session(
 #[into_params(parameter_in = Path)]
 pub struct SessionPath {
     /// User id.
+    #[param(minimum = 1)]
     pub id: i64,
     /// From `GET /v1/users/{id}/sessions`.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     pub session_id: String,
 }
 
@@ -419,6 +421,7 @@ pub async fn post_payment(
 #[into_params(parameter_in = Query)]
 pub struct PaymentsQuery {
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Only payments before this instant (for paging).
     pub before: Option<DateTime<Utc>>,

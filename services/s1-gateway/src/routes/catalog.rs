@@ -179,9 +179,10 @@ pub async fn get_title(
 pub struct TitlesQuery {
     pub genre: Option<String>,
     /// movie, series or documentary.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub kind: Option<TitleKind>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -252,7 +253,7 @@ pub async fn list_relations(
 #[into_params(parameter_in = Query)]
 pub struct AssetQuery {
     /// poster or trailer.
-    #[param(value_type = String)]
+    #[param(inline)]
     pub kind: AssetKind,
     /// Default `{kind}-{title_id}`.
     pub filename: Option<String>,
@@ -392,8 +393,10 @@ pub fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
 #[into_params(parameter_in = Path)]
 pub struct AssetPath {
     /// Title id.
+    #[param(minimum = 1)]
     pub id: i64,
     /// 24 hex digits.
+    #[param(pattern = "^[0-9a-fA-F]{24}$")]
     pub asset_id: String,
 }
 
@@ -566,10 +569,11 @@ pub async fn post_view(
 #[into_params(parameter_in = Query)]
 pub struct ViewsQuery {
     /// movie, series or documentary.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub kind: Option<TitleKind>,
     pub completed: Option<bool>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -599,8 +603,10 @@ pub async fn list_views(
 #[into_params(parameter_in = Path)]
 pub struct RatingPath {
     /// User id.
+    #[param(minimum = 1)]
     pub id: i64,
     /// Title id.
+    #[param(minimum = 1)]
     pub title_id: i64,
 }
 
@@ -673,7 +679,7 @@ pub enum RankingKind {
 #[into_params(parameter_in = Path)]
 pub struct RankingPath {
     /// most-watched or top-rated.
-    #[param(value_type = String)]
+    #[param(inline)]
     pub kind: RankingKind,
 }
 
@@ -682,8 +688,10 @@ pub struct RankingPath {
 #[into_params(parameter_in = Query)]
 pub struct RankingQuery {
     /// day, week or all (default).
+    #[param(pattern = "^(day|week|all)$")]
     pub window: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 #[into_params(parameter_in = Path)]
 pub struct UserPath {
     /// User id.
+    #[param(minimum = 1)]
     pub id: i64,
 }
 
@@ -20,5 +21,6 @@ pub struct UserPath {
 #[into_params(parameter_in = Path)]
 pub struct TitlePath {
     /// Title id.
+    #[param(minimum = 1)]
     pub id: i64,
 }

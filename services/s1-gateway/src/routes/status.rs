@@ -27,6 +27,7 @@ pub struct StatusPath {
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Seconds to wait for a final outcome (at most STATUS_WAIT_MAX_SECONDS; default 0).
+    #[param(maximum = 30)]
     pub wait: Option<u64>,
 }
 
