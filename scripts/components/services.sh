@@ -28,7 +28,7 @@ svc_build() {
   with_progress "building the Polystream services (cargo, debug profile)" "$(logfile install-services)" \
     cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" \
     -p polystream-s1-gateway -p polystream-s2-processor -p polystream-s3-monitor \
-    -p polystream-operator --bins || return 1
+    -p polystream-operator -p polystream-console --bins || return 1
   _svc_built=1
 }
 
@@ -43,7 +43,7 @@ S1_LOCAL_SEED_ACCESS=LEGACY_API_ACCESS=open
 
 svc_start() {
   local name=$1 package=$2 port=$3 extra=()
-  [[ $name == s1_gateway ]] && extra=("${S1_LOCAL_LIMITS[@]}" "$S1_LOCAL_SEED_ACCESS")
+  [[ $name == s1_gateway ]] && extra=("${S1_LOCAL_LIMITS[@]}" "$S1_LOCAL_SEED_ACCESS" "CONSOLE_URL=$(console_addr)")
   # Cheap when nothing changed; picks up edits to the services.
   svc_build || return 1
   [[ -f $PS_STATE/env ]] || { warn "$name needs the local servers' settings: run ./dev up"; return 1; }
@@ -57,6 +57,8 @@ svc_start() {
 svc_define s2_processor polystream-s2-processor 8001
 svc_define s3_monitor polystream-s3-monitor 8002
 svc_define s1_gateway polystream-s1-gateway 8000
+# The console (services/console): loopback only, like everything here.
+svc_define console polystream-console 8003
 
 # --- the operator ---------------------------------------------------------------
 # Runs against the local API server like it would in a cluster, reconciling the

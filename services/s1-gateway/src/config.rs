@@ -17,6 +17,8 @@ pub struct Config {
     pub server: polystream_common::server::ServerLimits,
     /// `PUBLIC_URL`: the base of `status_url` links, as clients reach S1.
     pub public_url: String,
+    /// `CONSOLE_URL`: the platform console, linked from `/` (blank: none).
+    pub console_url: Option<String>,
     /// `SESSION_TTL_SECONDS`: idle lifetime of a session.
     pub session_ttl: Duration,
     /// `SESSION_MAX_LIFETIME_SECONDS`: absolute lifetime of a session, however active.
@@ -62,6 +64,16 @@ impl Config {
             .url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])
             .trim_end_matches('/')
             .to_owned();
+        let console_url = Some(r.string("CONSOLE_URL", "")).filter(|u| !u.trim().is_empty());
+        if let Some(u) = &console_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            r.invalid(
+                "CONSOLE_URL",
+                u,
+                "expected a URL starting with http:// or https://",
+            );
+        }
         let session_ttl = Duration::from_secs(positive(r, "SESSION_TTL_SECONDS", 3600));
         let session_max_lifetime =
             Duration::from_secs(positive(r, "SESSION_MAX_LIFETIME_SECONDS", 7 * 24 * 3600));
@@ -127,6 +139,7 @@ impl Config {
             metrics_addr,
             server,
             public_url,
+            console_url,
             session_ttl,
             session_max_lifetime,
             status_wait_max,

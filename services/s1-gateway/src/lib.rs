@@ -158,6 +158,7 @@ async fn root(
         "docs": "/docs",
         "openapi": "/openapi.json",
         "health": "/health",
+        "console": state.config.console_url,
         "legacy_api": state.config.legacy_api,
         "legacy_api_access": state.config.legacy_access.to_string(),
     }))

@@ -86,6 +86,10 @@ struct SearchParams {
     user_id: Option<String>,
     #[param(min_length = 1, max_length = 200)]
     title_id: Option<String>,
+    /// Where the record was read: `command` (user_events), `outcome`
+    /// (response_events) or `dead_letter`.
+    #[param(pattern = "^(command|outcome|dead_letter)$")]
+    role: Option<String>,
     /// RFC 3339; events at or after it.
     #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
@@ -147,6 +151,8 @@ pub struct AuditQuery {
     pub event_type: Option<String>,
     pub user_id: Option<String>,
     pub title_id: Option<String>,
+    /// `command`, `outcome` or `dead_letter`.
+    pub role: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: u32,
@@ -188,13 +194,19 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<AuditQuery, Vec<I
             "type" => q.event_type = text(&mut fail),
             "user_id" => q.user_id = text(&mut fail),
             "title_id" => q.title_id = text(&mut fail),
+            "role" => match value {
+                "command" | "outcome" | "dead_letter" => q.role = Some(value.to_owned()),
+                _ => fail("must be command, outcome or dead_letter"),
+            },
             "from" => q.from = time(&mut fail),
             "to" => q.to = time(&mut fail),
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
                 _ => fail("must be an integer from 1 to 1000"),
             },
-            _ => fail("unknown parameter; expected type, user_id, title_id, from, to or limit"),
+            _ => {
+                fail("unknown parameter; expected type, user_id, title_id, role, from, to or limit")
+            }
         }
     }
     if let (Some(from), Some(to)) = (q.from, q.to)
@@ -219,6 +231,9 @@ pub fn search_body(q: &AuditQuery) -> Value {
     }
     if let Some(t) = &q.title_id {
         filter.push(json!({"term": {"title_id": t}}));
+    }
+    if let Some(r) = &q.role {
+        filter.push(json!({"term": {"role": r}}));
     }
     if q.from.is_some() || q.to.is_some() {
         let mut range = serde_json::Map::new();
@@ -494,6 +509,11 @@ mod tests {
         assert_eq!(body["size"], 5);
         assert_eq!(body["query"]["bool"]["filter"].as_array().unwrap().len(), 3);
         assert_eq!(q(&[]).unwrap().limit, 100);
+        let dead = search_body(&q(&[("role", "dead_letter")]).unwrap());
+        assert_eq!(
+            dead["query"]["bool"]["filter"][0],
+            json!({"term": {"role": "dead_letter"}})
+        );
     }
 
     #[test]
@@ -520,5 +540,6 @@ mod tests {
             ["query.from"]
         );
         assert_eq!(names(q(&[("user_id", "")])), ["query.user_id"]);
+        assert_eq!(names(q(&[("role", "admin")])), ["query.role"]);
     }
 }

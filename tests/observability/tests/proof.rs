@@ -436,6 +436,9 @@ struct Run {
     topics: [String; 3],
     admin: (String, String),
     s1_api: String,
+    /// S2's, S3's and the operator's HTTP base URLs (the console polls them).
+    others_api: [String; 3],
+    dir: PathBuf,
     /// (job, /metrics URL) of each process.
     metrics: Vec<(&'static str, String)>,
     s1: Proc,
@@ -568,6 +571,12 @@ impl Run {
             topics,
             admin,
             s1_api: format!("http://{s1_http}"),
+            others_api: [
+                format!("http://{s2_http}"),
+                format!("http://{s3_http}"),
+                format!("http://{op_http}"),
+            ],
+            dir: dir.clone(),
             metrics: vec![
                 ("s1-gateway", format!("http://{s1_metrics}/metrics")),
                 ("s2-processor", format!("http://{s2_metrics}/metrics")),
@@ -1054,6 +1063,67 @@ fn check_logs(run: &Run, trace_id: Option<&str>, corr: &str) -> Vec<String> {
     problems
 }
 
+/// The console (services/console) over this run, in Debian's Chromium driven
+/// by playwright-core (tests/observability/browser/console.cjs): no console
+/// errors, a command sent through S1 listed within seconds, its audit trail
+/// with the trace's spans of S1, S2 and S3, data in every chart. Screenshots
+/// land in the run's directory (kept with `KEEP_OBS_OUTPUT`).
+async fn check_console(srv: &Servers, run: &Run) -> Vec<String> {
+    let chromium = env_or("CHROMIUM", "/usr/bin/chromium");
+    let modules = std::env::var("PLAYWRIGHT_NODE_PATH").unwrap_or_default();
+    if !Path::new(&chromium).is_file() || !Path::new(&modules).join("playwright-core").is_dir() {
+        return vec![format!(
+            "Chromium ({chromium}) or playwright-core (PLAYWRIGHT_NODE_PATH={modules:?}) is not \
+             installed: run `./dev install chromium` and `source <(./dev env)`"
+        )];
+    }
+    let addr = free_addr();
+    let [s2, s3, operator] = &run.others_api;
+    let env = vec![
+        ("HTTP_ADDR", addr.clone()),
+        ("S1_URL", run.s1_api.clone()),
+        ("S2_URL", s2.clone()),
+        ("S3_URL", s3.clone()),
+        ("OPERATOR_URL", operator.clone()),
+        ("PROMETHEUS_URL", srv.prom.clone()),
+        ("JAEGER_QUERY_URL", srv.jaeger.query.clone()),
+        ("CONSOLE_NAMESPACE", run.id.clone()),
+    ];
+    let bin = service_binary("polystream-console");
+    let mut console = Proc::spawn("console", &bin, &[], &env, &run.dir);
+    console
+        .wait_ready(&srv.http, &format!("http://{addr}/health"))
+        .await;
+    let script = repo_root().join("tests/observability/browser/console.cjs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new("node")
+            .arg(&script)
+            .args([format!("http://{addr}"), run.s1_api.clone()])
+            .arg(&run.dir)
+            .env("NODE_PATH", &modules)
+            .env("CHROMIUM", &chromium)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let steps = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    match out {
+        Ok(Ok(o)) if o.status.success() => {
+            eprintln!("console in Chromium:\n{}", steps(&o));
+            Vec::new()
+        }
+        Ok(Ok(o)) => vec![format!(
+            "the console in Chromium: {}\nsteps passed:\n{}\nconsole log: {}",
+            String::from_utf8_lossy(&o.stderr).trim(),
+            steps(&o),
+            console.tail()
+        )],
+        Ok(Err(e)) => vec![format!("cannot run node {}: {e}", script.display())],
+        Err(_) => vec!["the console's browser test did not finish in 240 s".to_owned()],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_ids() {
     let srv = Servers::check().await;
@@ -1069,6 +1139,7 @@ async fn every_panel_has_data_one_trace_spans_the_platform_and_logs_carry_its_id
     let (trace_id, trace_problems) = check_trace(&srv, &corr, &run.s1.output()).await;
     problems.extend(trace_problems);
     problems.extend(check_logs(&run, trace_id.as_deref(), &corr));
+    problems.extend(check_console(&srv, &run).await);
 
     let id = run.id.clone();
     run.stop(&srv, !problems.is_empty()).await;
