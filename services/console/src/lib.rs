@@ -39,6 +39,11 @@ pub struct Config {
     pub database_url: String,
     pub mongodb_uri: String,
     pub redis_url: String,
+    /// Blank: no OpenSearch (S3 runs on its spool).
+    pub opensearch_url: String,
+    pub audit_index_prefix: String,
+    /// `host:port` list; the console only checks that a broker listens.
+    pub kafka_bootstrap_servers: String,
     pub limits: polystream_common::server::ServerLimits,
 }
 
@@ -81,6 +86,13 @@ impl Config {
                 &["mongodb", "mongodb+srv"],
             ),
             redis_url: r.url("REDIS_URL", Local::LOCAL_REDIS_URL, &["redis", "rediss"]),
+            opensearch_url: if r.is_blank("OPENSEARCH_URL") {
+                String::new()
+            } else {
+                r.url("OPENSEARCH_URL", Local::LOCAL_OPENSEARCH_URL, &http)
+            },
+            audit_index_prefix: r.string("AUDIT_INDEX_PREFIX", "polystream-audit"),
+            kafka_bootstrap_servers: r.host_ports("KAFKA_BOOTSTRAP_SERVERS", Local::LOCAL_KAFKA),
             limits: polystream_common::server::ServerLimits::read(r),
         }
     }

@@ -132,7 +132,13 @@ impl Sources {
         }))
         .await;
         // The stores, as the console itself reaches them.
-        let (pg, mongo, redis) = tokio::join!(self.pg(), self.mongo(), self.redis());
+        let (pg, mongo, redis, kafka, opensearch) = tokio::join!(
+            self.pg(),
+            self.mongo(),
+            self.redis(),
+            kafka_listening(&c.kafka_bootstrap_servers),
+            self.opensearch_health()
+        );
         let store = |name: &str, addr: &str, r: Result<(), String>| match r {
             Ok(()) => view::readiness(name, addr, 200, ""),
             Err(e) => view::unreachable(name, addr, &e),
@@ -145,7 +151,24 @@ impl Sources {
         ));
         out.push(store("MongoDB", &redact(&c.mongodb_uri), mongo.map(|_| ())));
         out.push(store("Redis", &redact(&c.redis_url), redis.map(|_| ())));
+        out.push(store("Kafka", &c.kafka_bootstrap_servers, kafka));
+        if let Some(health) = opensearch {
+            out.push(store("OpenSearch", &redact(&c.opensearch_url), health));
+        }
         out
+    }
+
+    /// `None` when no OpenSearch is configured; red is not ready.
+    async fn opensearch_health(&self) -> Option<Result<(), String>> {
+        let base = &self.config.opensearch_url;
+        if base.is_empty() {
+            return None;
+        }
+        Some(match self.json(&format!("{base}/_cluster/health")).await {
+            Ok(v) if v["status"] == "red" => Err("cluster status red".to_owned()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(polystream_common::config::redact_url(&e)),
+        })
     }
 
     async fn pg(&self) -> Result<&sqlx::PgPool, String> {
@@ -243,6 +266,17 @@ impl Sources {
             Err(e) => Err(e),
         };
         out.push(count("Redis", "keys", r));
+        let base = &self.config.opensearch_url;
+        if !base.is_empty() {
+            let url = format!("{base}/{}-*/_count", self.config.audit_index_prefix);
+            let r = self.json(&url).await.and_then(|v| {
+                v["count"]
+                    .as_i64()
+                    .ok_or_else(|| "no count in OpenSearch's answer".to_owned())
+            });
+            let r = r.map_err(|e| polystream_common::config::redact_url(&e));
+            out.push(count("OpenSearch", "audit documents", r));
+        }
         out
     }
 
@@ -385,6 +419,20 @@ impl Sources {
             ))
         }
     }
+}
+
+/// Whether any broker accepts a TCP connection: the console has no Kafka
+/// client; S1, S2 and S3 report their own Kafka readiness above.
+async fn kafka_listening(servers: &str) -> Result<(), String> {
+    let mut last = "no broker listed".to_owned();
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(server)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = format!("{server}: {e}"),
+            Err(_) => last = format!("{server}: timed out"),
+        }
+    }
+    Err(last)
 }
 
 fn count(store: &'static str, what: &'static str, r: Result<i64, String>) -> Count {
