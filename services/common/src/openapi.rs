@@ -83,7 +83,8 @@ fn problem_content() -> utoipa::openapi::Content {
         .build()
 }
 
-fn problem_response(description: &str) -> Response {
+/// A response whose body is a `Problem`, described by `description`.
+pub fn problem_response(description: &str) -> Response {
     ResponseBuilder::new()
         .description(description)
         .content(CONTENT_TYPE, problem_content())

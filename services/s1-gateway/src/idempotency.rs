@@ -195,17 +195,26 @@ fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Middleware on the API routes: does nothing for reads, requests without
-/// the header, and uploads (their bodies are streamed, not buffered).
+/// Whether a request to the route `template` honours the header: not reads,
+/// and not uploads (their bodies are streamed, not buffered). The OpenAPI
+/// document declares the header by the same rule.
+pub fn applies(method: &Method, template: &str) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && !template.ends_with("/assets")
+}
+
+/// Middleware on the API routes: does nothing for requests without the
+/// header and those it does not [apply](applies) to.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(raw_key) = req.headers().get(HEADER).cloned() else {
         return next.run(req).await;
     };
-    let uploads = req
+    let template = req
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|p| p.as_str().ends_with("/assets"));
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || uploads {
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    if !applies(req.method(), &template) {
         return next.run(req).await;
     }
     let Some(key) = raw_key.to_str().ok().filter(|k| valid_key(k)) else {
