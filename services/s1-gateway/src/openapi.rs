@@ -34,10 +34,11 @@ impl Modify for Bearer {
 /// ([`crate::api_routes`], seed 002's included).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi().merge_from(crate::api_routes(true).into_openapi());
+    // First: the header is a parameter, so a malformed one is a documented 400.
+    document_idempotency(&mut doc);
     // Every API route is rate limited (crate::limits).
     let layers = polystream_common::openapi::Layers { rate_limited: true };
     polystream_common::openapi::document_errors(&mut doc, layers);
-    document_idempotency(&mut doc);
     doc
 }
 
@@ -126,6 +127,11 @@ mod tests {
             "uploads are streamed"
         );
         let responses = &doc["paths"]["/v1/users/{id}/payments"]["post"]["responses"];
+        let logout = &doc["paths"]["/v1/sessions/current"]["delete"]["responses"];
+        assert!(
+            logout["400"].is_object(),
+            "a malformed key is a 400 even without other input"
+        );
         for code in ["409", "422", "429"] {
             assert!(
                 responses[code]["content"]["application/problem+json"].is_object(),

@@ -35,7 +35,7 @@ async function main() {
 
     await page.goto(consoleUrl, { waitUntil: "load" });
     await page.waitForSelector("#components li[data-component='S1 gateway'][data-ready='true']", { timeout: 15000 });
-    for (const c of ["S2 processor", "S3 monitor", "PostgreSQL", "MongoDB", "Redis", "Prometheus", "Jaeger"]) {
+    for (const c of ["S2 processor", "S3 monitor", "PostgreSQL", "MongoDB", "Redis", "Kafka", "OpenSearch", "Prometheus", "Jaeger"]) {
       await page.waitForSelector(`#components li[data-component='${c}'][data-ready='true']`, { timeout: 15000 });
     }
     step("components ready");
