@@ -90,47 +90,25 @@ impl Sources {
     /// Every component's readiness, in a fixed order.
     pub async fn components(&self) -> Vec<Readiness> {
         let c = &self.config;
-        let mut probes = vec![
-            (
-                "S1 gateway",
-                format!("{}/ready", c.s1_url),
-                c.s1_url.clone(),
-            ),
-            (
-                "S2 processor",
-                format!("{}/ready", c.s2_url),
-                c.s2_url.clone(),
-            ),
-            (
-                "S3 monitor",
-                format!("{}/ready", c.s3_url),
-                c.s3_url.clone(),
-            ),
-            (
-                "Prometheus",
-                format!("{}/-/ready", c.prometheus_url),
-                c.prometheus_url.clone(),
-            ),
-            (
-                "Jaeger",
-                format!("{}/api/services", c.jaeger_url),
-                c.jaeger_url.clone(),
-            ),
+        // (name, base URL, readiness path)
+        let mut probes: Vec<(&str, &str, &str)> = vec![
+            ("S1 gateway", &c.s1_url, "/ready"),
+            ("S2 processor", &c.s2_url, "/ready"),
+            ("S3 monitor", &c.s3_url, "/ready"),
+            ("Prometheus", &c.prometheus_url, "/-/ready"),
+            ("Jaeger", &c.jaeger_url, "/api/services"),
         ];
         if !c.operator_url.is_empty() {
-            probes.push((
-                "Operator",
-                format!("{}/ready", c.operator_url),
-                c.operator_url.clone(),
-            ));
+            probes.push(("Operator", &c.operator_url, "/ready"));
         }
-        let mut out: Vec<Readiness> = join_all(probes.iter().map(|(name, url, addr)| async move {
-            match self.get(url).await {
-                Ok((status, body)) => view::readiness(name, addr, status, &body),
-                Err(e) => view::unreachable(name, addr, &e),
-            }
-        }))
-        .await;
+        let mut out: Vec<Readiness> =
+            join_all(probes.iter().map(|&(name, base, path)| async move {
+                match self.get(&format!("{base}{path}")).await {
+                    Ok((status, body)) => view::readiness(name, base, status, &body),
+                    Err(e) => view::unreachable(name, base, &e),
+                }
+            }))
+            .await;
         // The stores, as the console itself reaches them.
         let (pg, mongo, redis, kafka, opensearch) = tokio::join!(
             self.pg(),
@@ -472,7 +450,7 @@ fn spans(answer: &Value) -> Vec<Value> {
     out
 }
 
-/// An error's text without the URL noise reqwest and drivers add, bounded.
+/// An error's text, bounded so one bad answer cannot flood the page.
 fn short(e: &dyn std::fmt::Display) -> String {
     let mut s = e.to_string();
     if s.len() > 300 {
