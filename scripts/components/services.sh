@@ -8,12 +8,23 @@ POLYSTREAM_ADMIN_PASSWORD=${POLYSTREAM_ADMIN_PASSWORD:-polystream-admin}
 
 services_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$PS_ROOT/Cargo.toml" | head -n1; }
 
+# The cargo profile the services, the operator and the demo tool run with:
+# `local` (optimised, see Cargo.toml) unless `./dev up --debug` sets `dev`.
+SVC_PROFILE=${SVC_PROFILE:-local}
+# svc_bin PACKAGE : where that profile's binary is.
+svc_bin() {
+  local dir=$SVC_PROFILE
+  [[ $dir == dev ]] && dir=debug
+  echo "$CARGO_TARGET_DIR/$dir/$1"
+}
+svc_profile_name() { [[ $SVC_PROFILE == dev ]] && echo "debug profile" || echo "optimised, profile $SVC_PROFILE"; }
+
 # svc_define NAME PACKAGE PORT : the component functions for one service.
 svc_define() {
   local name=$1 package=$2 port=$3
   eval "
 ${name}_version() { services_version; }
-${name}_installed() { [[ -x \"\$CARGO_TARGET_DIR/debug/$package\" ]]; }
+${name}_installed() { [[ -x \"\$(svc_bin $package)\" ]]; }
 ${name}_install() { svc_build $package; }
 ${name}_start() { svc_start $name $package $port; }
 ${name}_ready() { curl -fsS -o /dev/null http://127.0.0.1:$port/health; }
@@ -25,8 +36,8 @@ ${name}_START_TIMEOUT=120
 # One cargo invocation builds all three (cheap when nothing changed).
 svc_build() {
   [[ ${_svc_built:-0} == 1 ]] && return 0
-  with_progress "building the Polystream services (cargo, debug profile)" "$(logfile install-services)" \
-    cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" \
+  with_progress "building the Polystream services (cargo, $(svc_profile_name))" "$(logfile install-services)" \
+    cargo build --locked --profile "$SVC_PROFILE" --manifest-path "$PS_ROOT/Cargo.toml" \
     -p polystream-s1-gateway -p polystream-s2-processor -p polystream-s3-monitor \
     -p polystream-operator -p polystream-console --bins || return 1
   _svc_built=1
@@ -51,7 +62,7 @@ svc_start() {
   # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
   spawn "$name" env HTTP_ADDR="127.0.0.1:$port" SPOOL_DIR="$PS_DATA/$name/spool" \
     ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" "${extra[@]}" \
-    bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$CARGO_TARGET_DIR/debug/$package"
+    bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$(svc_bin "$package")"
 }
 
 svc_define s2_processor polystream-s2-processor 8001
@@ -69,7 +80,7 @@ OPERATOR_NAMESPACE=polystream
 OPERATOR_PORT=8080
 
 operator_version() { services_version; }
-operator_installed() { [[ -x $CARGO_TARGET_DIR/debug/polystream-operator ]]; }
+operator_installed() { [[ -x $(svc_bin polystream-operator) ]]; }
 operator_install() { svc_build; }
 operator_addr() { echo "http://127.0.0.1:$OPERATOR_PORT"; }
 operator_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$OPERATOR_PORT/ready"; }
@@ -108,22 +119,22 @@ operator_start() {
   # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
   spawn operator env OPERATOR_HTTP_ADDR="127.0.0.1:$OPERATOR_PORT" WATCH_NAMESPACE="$OPERATOR_NAMESPACE" \
     LEADER_ELECTION=false \
-    bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$CARGO_TARGET_DIR/debug/polystream-operator"
+    bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$(svc_bin polystream-operator)"
 }
 
 # --- demo data (tools/demo-data) ----------------------------------------------
 # Loaded once per state dir, through S1's public API, after `./dev up`.
 
 demo_build() {
-  with_progress "building the demo-data tool (cargo, debug profile)" "$(logfile install-demo-data)" \
-    cargo build --locked --manifest-path "$PS_ROOT/Cargo.toml" -p polystream-demo-data --bin polystream-demo
+  with_progress "building the demo-data tool (cargo, $(svc_profile_name))" "$(logfile install-demo-data)" \
+    cargo build --locked --profile "$SVC_PROFILE" --manifest-path "$PS_ROOT/Cargo.toml" -p polystream-demo-data --bin polystream-demo
 }
 
 # demo_run ARGS... : the tool against the local API (`./dev demo seed|load ...`).
 demo_run() { demo_build && demo_exec "$@"; }
 demo_exec() {
   POLYSTREAM_API=$(s1_gateway_addr) ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
-    "$CARGO_TARGET_DIR/debug/polystream-demo" "$@"
+    "$(svc_bin polystream-demo)" "$@"
 }
 
 # On failure the platform is still up: warn, and leave DEMO_DATA_FAILED set to

@@ -38,7 +38,7 @@ use crate::command::{Accepted, submit};
 use crate::config::LegacyAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ValidPath, ValidQuery, positive};
-use crate::routes::accounts::{self, PaymentBody, RegisterUser, SubscriptionBody};
+use crate::routes::accounts::{self, NewAccount, PaymentBody, SubscriptionBody};
 use crate::routes::catalog::{self, ViewBody, ViewsQuery};
 use crate::routes::status::{StatusPath, WaitQuery};
 use crate::state::AppState;
@@ -217,7 +217,7 @@ pub async fn criar_usuario(
         b[0] = 1 + g.below(9) as u32;
         cpf_from(b)
     });
-    let u = RegisterUser {
+    let u = NewAccount {
         name: q.nome.unwrap_or_else(|| format!("{first} {last}")),
         email: q
             .email
@@ -225,8 +225,9 @@ pub async fn criar_usuario(
             // Trimmed as `register` stores it, so the echo is what is stored.
             .trim()
             .to_owned(),
-        // Without a password the account cannot log in, as in the seed.
-        password: q.senha.unwrap_or_else(crate::auth::new_token),
+        // Without a password the account cannot log in, as in the seed; it
+        // gets none (hashing a throwaway secret cost a hash per call).
+        password: q.senha,
         cpf: Some(cpf),
     };
     let fields = [

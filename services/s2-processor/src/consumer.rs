@@ -1,8 +1,12 @@
 //! The consumer group: one receive loop feeding one worker task per assigned
 //! partition, so partitions progress concurrently and each strictly in order.
 //!
-//! Offsets are *stored* by a worker only after its event is done (effects
-//! durable, outcome published, status recorded); librdkafka auto-commits
+//! A worker takes whatever its partition has waiting (up to
+//! `BATCH_MAX_EVENTS`) and handles it as one batch (`crate::batch`), or
+//! event by event when the batch cannot be done that way.
+//!
+//! Offsets are *stored* by a worker only after its events are done (effects
+//! durable, outcomes published, statuses recorded); librdkafka auto-commits
 //! stored offsets every second, and the processor commits them synchronously
 //! on revocation and at shutdown. A redelivery after a crash in between is
 //! harmless: every handler is effectively-once.
@@ -237,8 +241,18 @@ async fn worker(
     lane: Arc<Lane>,
     mut rx: mpsc::UnboundedReceiver<Incoming>,
 ) {
-    while let Some(m) = rx.recv().await {
-        lane.backlog.fetch_sub(1, Ordering::SeqCst);
+    let max = pipeline.batch_max.max(1);
+    while let Some(first) = rx.recv().await {
+        // Whatever else already waits, up to the batch size: under load the
+        // events go together, alone one is handled at once.
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        lane.backlog.fetch_sub(batch.len(), Ordering::SeqCst);
         // busy is raised before stop is re-read, so a revocation either sees
         // us busy and waits, or we see its stop and never start.
         lane.busy.store(true, Ordering::SeqCst);
@@ -246,20 +260,32 @@ async fn worker(
             lane.busy.store(false, Ordering::SeqCst);
             break;
         }
-        let done = pipeline.handle(&m, &lane.stop).await;
-        if done {
+        let mut done_upto = None;
+        let mut stopped = false;
+        if batch.len() > 1 && pipeline.handle_batch(&batch).await {
+            done_upto = batch.last().map(|m| m.offset);
+        } else {
+            for m in &batch {
+                if !pipeline.handle(m, &lane.stop).await {
+                    stopped = true;
+                    break;
+                }
+                done_upto = Some(m.offset);
+            }
+        }
+        if let (Some(offset), Some(m)) = (done_upto, batch.first()) {
             let mut tpl = TopicPartitionList::new();
             let stored = tpl
-                .add_partition_offset(&m.topic, m.partition, Offset::Offset(m.offset + 1))
+                .add_partition_offset(&m.topic, m.partition, Offset::Offset(offset + 1))
                 .and_then(|()| consumer.store_offsets(&tpl));
             if let Err(e) = stored {
                 // The partition was revoked meanwhile: its next owner sees
-                // this event again and republishes the recorded outcome.
+                // these events again and republishes the recorded outcomes.
                 tracing::debug!(error = %e, "offset not stored");
             }
         }
         lane.busy.store(false, Ordering::SeqCst);
-        if !done {
+        if stopped {
             break;
         }
     }

@@ -13,6 +13,7 @@
 //! - [`metrics`]: the Prometheus registry and S2's own metrics;
 //! - [`errors`]: the retry policy over faults classified by `polystream_stores::fault`.
 
+pub mod batch;
 pub mod consumer;
 pub mod dlq;
 pub mod errors;
@@ -69,6 +70,9 @@ pub struct Config {
     pub title_cache_ttl: Duration,
     /// `STALL_AFTER_SECONDS`: when a partition with lag and no progress counts as stalled.
     pub stall_after: Duration,
+    /// `BATCH_MAX_EVENTS`: most events of one partition processed together
+    /// (1: one at a time).
+    pub batch_max: usize,
 }
 
 impl Config {
@@ -91,7 +95,9 @@ impl Config {
             u32::try_from(polystream_stores::cache::TITLE_TTL.as_secs()).unwrap_or(300),
         )));
         let stall_after = polystream_common::progress::read_stall_after(r);
+        let batch_max = at_least_one(r, "BATCH_MAX_EVENTS", 256) as usize;
         Self {
+            batch_max,
             stores,
             topics,
             http_addr,
@@ -212,6 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         group: config.group_id.clone(),
         permanent_attempts: config.permanent_attempts,
+        batch_max: config.batch_max,
     });
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -346,6 +353,7 @@ mod tests {
         assert_eq!(c.topics.user_events, "user_events");
         assert_eq!(c.metrics_addr, None);
         assert_eq!(c.permanent_attempts, 3);
+        assert_eq!(c.batch_max, 256);
         assert_eq!(c.title_cache_ttl, Duration::from_secs(300));
         let mut r = Reader::new([("METRICS_ADDR", "0.0.0.0:9090")]);
         let c = Config::read(&mut r);
@@ -360,6 +368,7 @@ mod tests {
             ("HTTP_ADDR", "nowhere"),
             ("METRICS_ADDR", "9090"),
             ("PERMANENT_FAULT_ATTEMPTS", "0"),
+            ("BATCH_MAX_EVENTS", "0"),
         ]);
         Config::read(&mut r);
         let text = r.finish().unwrap_err().to_string();
@@ -370,5 +379,6 @@ mod tests {
             text.contains("PERMANENT_FAULT_ATTEMPTS=\"0\" is invalid"),
             "{text}"
         );
+        assert!(text.contains("BATCH_MAX_EVENTS=\"0\" is invalid"), "{text}");
     }
 }

@@ -9,6 +9,7 @@ pub use polystream_common::events::bounded_event_type;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::dlq::Reason;
@@ -22,6 +23,10 @@ pub struct ReasonLabel {
 pub struct Metrics {
     /// `polystream_dead_lettered_events_total{reason}`.
     dead_lettered: Family<ReasonLabel, Counter>,
+    /// `polystream_processor_batch_events`: events per batch done together.
+    batch_events: Histogram,
+    /// `polystream_processor_batches_abandoned_total`.
+    batches_abandoned: Counter,
 }
 
 impl Metrics {
@@ -44,11 +49,40 @@ impl Metrics {
             "Events copied to the dead-letter topic because they can never be processed, by reason",
             dead_lettered.clone(),
         );
-        (Self { dead_lettered }, m.finish())
+        let batch_events = Histogram::new([2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
+        m.registry_mut().register(
+            "polystream_processor_batch_events",
+            "Events of one partition processed together (one PostgreSQL transaction, outcomes sent before any is awaited)",
+            batch_events.clone(),
+        );
+        let batches_abandoned = Counter::default();
+        m.registry_mut().register(
+            "polystream_processor_batches_abandoned",
+            "Batches given up (a poison event, a broken rule, a fault) whose events were then processed one by one",
+            batches_abandoned.clone(),
+        );
+        (
+            Self {
+                dead_lettered,
+                batch_events,
+                batches_abandoned,
+            },
+            m.finish(),
+        )
     }
 
     pub fn dead_lettered(&self, reason: Reason) {
         self.dead_lettered.get_or_create(&label(reason)).inc();
+    }
+}
+
+impl Metrics {
+    pub fn batch_done(&self, events: usize) {
+        self.batch_events.observe(events as f64);
+    }
+
+    pub fn batch_abandoned(&self) {
+        self.batches_abandoned.inc();
     }
 }
 

@@ -83,6 +83,15 @@ impl Incoming {
     }
 }
 
+/// An outcome is keyed like its command (so it lands in the matching
+/// partition of `response_events`), by the command's subject if it had no key.
+pub(crate) fn outcome_key(m: &Incoming, cmd: &Command) -> String {
+    m.key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .map_or_else(|| cmd.subject(), str::to_owned)
+}
+
 /// Why an event can never be processed: the bounded reason, and the text
 /// the `dlq_reason` header carries.
 pub fn parse(payload: Option<&[u8]>) -> Result<(Envelope<Value>, Command), Poison> {
@@ -130,6 +139,9 @@ pub struct Pipeline {
     /// `PERMANENT_FAULT_ATTEMPTS`: attempts of a command a store rejects
     /// before it fails and is dead-lettered.
     pub permanent_attempts: u32,
+    /// `BATCH_MAX_EVENTS`: most events of one partition handled together
+    /// ([`Pipeline::handle_batch`]).
+    pub batch_max: usize,
 }
 
 /// How a retried step ended.
@@ -319,7 +331,7 @@ impl Pipeline {
         Some(())
     }
 
-    fn outcome_envelope(
+    pub(crate) fn outcome_envelope(
         &self,
         env: &Envelope<Value>,
         cmd: &Command,
@@ -394,11 +406,7 @@ impl Pipeline {
         cmd: &Command,
         outcome: &Envelope<Value>,
     ) -> Result<State, Fault> {
-        let key = m
-            .key
-            .as_deref()
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map_or_else(|| cmd.subject(), str::to_owned);
+        let key = outcome_key(m, cmd);
         // Status first: whoever sees the outcome on Kafka can read it at once.
         let status = status_of(outcome).ok_or_else(|| {
             Fault::permanent(
@@ -407,6 +415,18 @@ impl Pipeline {
             )
         })?;
         self.record_status(&status).await?;
+        self.send_outcome(m, &key, outcome).await?;
+        Ok(status.state)
+    }
+
+    /// Publishes an outcome on `response_events` under `key` and waits for
+    /// the acknowledgement.
+    pub(crate) async fn send_outcome(
+        &self,
+        m: &Incoming,
+        key: &str,
+        outcome: &Envelope<Value>,
+    ) -> Result<(), Fault> {
         // The send is a producer span under this event's span: its
         // `traceparent` carries the trace on to S3.
         let fallback = m.trace_fallback();
@@ -417,13 +437,13 @@ impl Pipeline {
         kafka::publish(
             &self.producer,
             &self.topics.response_events,
-            &key,
+            key,
             outcome,
             &forward,
         )
         .await
         .map_err(kafka_fault)?;
-        Ok(status.state)
+        Ok(())
     }
 
     async fn dead_letter(&self, m: &Incoming, reason: &str) -> Result<(), Fault> {
@@ -454,7 +474,7 @@ impl Pipeline {
 
     /// Records a command's status for S1's status endpoint (a store call
     /// under the event's span).
-    async fn record_status(&self, status: &CommandStatus) -> Result<(), Fault> {
+    pub(crate) async fn record_status(&self, status: &CommandStatus) -> Result<(), Fault> {
         store_op(
             Store::Redis,
             "record_status",

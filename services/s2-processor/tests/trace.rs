@@ -31,7 +31,7 @@ async fn a_command_continues_its_senders_trace_with_store_and_send_spans() {
         user_id: uid,
         name: format!("User {uid}"),
         email: format!("u{uid}@example.com"),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into()),
         cpf: None,
         admin: false,
     });

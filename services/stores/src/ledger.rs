@@ -21,6 +21,23 @@ pub async fn outcome(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault
     .map_err(pg_fault)
 }
 
+/// The outcomes recorded for those of `event_ids` already processed.
+pub async fn outcomes(
+    pg: &PgPool,
+    event_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Value>, Fault> {
+    let rows: Vec<(Uuid, Value)> = store_op(
+        Store::Postgres,
+        "select_processed_event",
+        sqlx::query_as("SELECT event_id, outcome FROM processed_events WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .fetch_all(pg),
+    )
+    .await
+    .map_err(pg_fault)?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Records `outcome` for an event unless one is recorded already; returns
 /// it when this call recorded it, `None` when the event was already there.
 /// Takes a connection so it commits with the effect's transaction.

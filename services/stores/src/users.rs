@@ -49,7 +49,8 @@ pub async fn profile(pg: &PgPool, user_id: i64) -> Result<Option<Profile>, Fault
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Login {
     pub user_id: i64,
-    pub password_hash: String,
+    /// `None`: the account has no password and cannot log in.
+    pub password_hash: Option<String>,
     pub admin: bool,
 }
 

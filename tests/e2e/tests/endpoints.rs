@@ -735,13 +735,25 @@ async fn seed_002_endpoints_persist_in_the_owning_store_read_it_back_and_leave_a
     // A seed client sends nothing at all: every field is generated.
     let generated = p.seed_command(Method::POST, "/usuarios").await;
     let gid = accepted_id(&generated, "user_id").as_i64().unwrap();
-    let (gname, gemail, gcpf): (String, String, Option<String>) =
-        sqlx::query_as("SELECT name, email, cpf FROM users WHERE user_id = $1")
+    let (gname, gemail, gcpf, ghash): (String, String, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT name, email, cpf, password_hash FROM users WHERE user_id = $1")
             .bind(gid)
             .fetch_one(&s.pg)
             .await
             .unwrap();
     assert!(!gname.is_empty() && gemail.contains('@') && gcpf.is_some());
+    // No `senha`: the account has no password (no hash of a throwaway
+    // secret), so no password logs in to it.
+    assert_eq!(ghash, None);
+    let (st, body) = p
+        .send(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"email": gemail, "password": "any-password-at-all"})),
+        )
+        .await;
+    assert_eq!(st, 401, "{body}");
     trails.push((generated, REGISTERED));
 
     let u = format!("/usuarios/{uid}");

@@ -181,7 +181,7 @@ async fn one_user_journey_through_every_store_with_audit_and_no_clear_text_passw
         .unwrap();
     let (hash, leaks): (String, i64) = sqlx::query_as(
         "SELECT (SELECT password_hash FROM users WHERE user_id = $1),
-                (SELECT count(*) FROM users WHERE strpos(name || email || password_hash || coalesce(cpf, ''), $2) > 0)
+                (SELECT count(*) FROM users WHERE strpos(name || email || coalesce(password_hash, '') || coalesce(cpf, ''), $2) > 0)
               + (SELECT count(*) FROM processed_events WHERE strpos(outcome::text, $2) > 0)",
     )
     .bind(user_id)

@@ -139,13 +139,16 @@ pub enum AssetKind {
 
 /// `polystream.user.registered.v1`: a new account. The password arrives
 /// already hashed (argon2id, PHC string): clear text never leaves S1.
+/// Without `password_hash` the account has no password and cannot log in
+/// (the seed's `POST /usuarios` without `senha`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
     pub user_id: i64,
     pub name: String,
     pub email: String,
-    pub password_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
     /// Brazilian taxpayer id, 11 digits, optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpf: Option<String>,
@@ -439,13 +442,15 @@ impl Command {
                     "email",
                     "must be an email address like name@example.com",
                 );
-                check(
-                    out,
-                    p.password_hash.starts_with("$argon2id$"),
-                    "password_hash",
-                    "must be an argon2id PHC string",
-                );
-                at_most(out, "password_hash", &p.password_hash, 512);
+                if let Some(hash) = &p.password_hash {
+                    check(
+                        out,
+                        hash.starts_with("$argon2id$"),
+                        "password_hash",
+                        "must be an argon2id PHC string",
+                    );
+                    at_most(out, "password_hash", hash, 512);
+                }
                 if let Some(cpf) = &p.cpf {
                     check(
                         out,
@@ -586,8 +591,12 @@ impl Command {
                 let mut f = vec![
                     one("name", &p.name, SingleLine),
                     one("email", &p.email, SingleLine),
-                    one("password_hash", &p.password_hash, SingleLine),
                 ];
+                f.extend(
+                    p.password_hash
+                        .as_deref()
+                        .map(|h| one("password_hash", h, SingleLine)),
+                );
                 f.extend(p.cpf.as_deref().map(|c| one("cpf", c, SingleLine)));
                 f
             }
@@ -632,7 +641,7 @@ impl Command {
                 user_id: 42,
                 name: "Ana Souza".into(),
                 email: "ana@example.com".into(),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
                 cpf: Some("52998224725".into()),
                 admin: false,
             }),

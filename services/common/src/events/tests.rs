@@ -6,7 +6,7 @@ fn registered() -> Command {
         user_id: 42,
         name: "Ana".into(),
         email: "ana@example.com".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         cpf: Some("52998224725".into()),
         admin: false,
     })
@@ -108,7 +108,7 @@ fn validation_names_each_bad_field() {
     let Command::UserRegistered(mut u) = registered() else {
         unreachable!()
     };
-    u.password_hash = "hunter2".into();
+    u.password_hash = Some("hunter2".into());
     u.cpf = Some("12345678900".into());
     let fields: Vec<_> = Command::UserRegistered(u)
         .validate()
@@ -117,6 +117,19 @@ fn validation_names_each_bad_field() {
         .map(|v| v.field)
         .collect();
     assert_eq!(fields, ["password_hash", "cpf"]);
+}
+
+#[test]
+fn an_account_without_a_password_carries_no_hash() {
+    let Command::UserRegistered(mut u) = registered() else {
+        unreachable!()
+    };
+    u.password_hash = None;
+    let json = serde_json::to_value(&u).unwrap();
+    assert!(json.get("password_hash").is_none(), "{json}");
+    let back: UserRegistered = serde_json::from_value(json).unwrap();
+    assert_eq!(back.password_hash, None);
+    assert_eq!(Command::UserRegistered(back).validate(), Ok(()));
 }
 
 #[test]

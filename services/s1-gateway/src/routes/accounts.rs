@@ -54,11 +54,34 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_preferences, get_preferences))
 }
 
-/// Allocates a user id, hashes the password and publishes `user.registered`.
-/// `fields` names where the request carried each command field.
+/// An account to register: [`RegisterUser`], or the seed's registration,
+/// where the password is optional.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub name: String,
+    pub email: String,
+    /// `None`: the account has no password, so it cannot log in.
+    pub password: Option<String>,
+    pub cpf: Option<String>,
+}
+
+impl From<RegisterUser> for NewAccount {
+    fn from(u: RegisterUser) -> Self {
+        Self {
+            name: u.name,
+            email: u.email,
+            password: Some(u.password),
+            cpf: u.cpf,
+        }
+    }
+}
+
+/// Allocates a user id, hashes the password (if any) and publishes
+/// `user.registered`. `fields` names where the request carried each command
+/// field.
 pub async fn register(
     state: &S,
-    u: RegisterUser,
+    u: NewAccount,
     admin: bool,
     status_prefix: &str,
     fields: crate::command::FieldMap<'_>,
@@ -67,22 +90,27 @@ pub async fn register(
         .iter()
         .find(|(f, _)| *f == "password_hash")
         .map_or("body.password", |(_, n)| *n);
-    let len = u.password.chars().count();
-    if !(8..=256).contains(&len) {
-        return Err(ApiError::field(
-            password_field,
-            "must be 8 to 256 characters",
-        ));
-    }
-    // Hashed, so it never reaches a store, but a NUL in a password is a client bug.
-    if let Err(r) = polystream_common::events::check_text(
-        &u.password,
-        polystream_common::events::Text::SingleLine,
-    ) {
-        return Err(ApiError::field(password_field, r));
+    if let Some(password) = &u.password {
+        let len = password.chars().count();
+        if !(8..=256).contains(&len) {
+            return Err(ApiError::field(
+                password_field,
+                "must be 8 to 256 characters",
+            ));
+        }
+        // Hashed, so it never reaches a store, but a NUL in a password is a client bug.
+        if let Err(r) = polystream_common::events::check_text(
+            password,
+            polystream_common::events::Text::SingleLine,
+        ) {
+            return Err(ApiError::field(password_field, r));
+        }
     }
     let user_id = ids::next_user_id(&state.redis).await?;
-    let password_hash = state.hasher.hash(u.password).await?;
+    let password_hash = match u.password {
+        Some(p) => Some(state.hasher.hash(p).await?),
+        None => None,
+    };
     let command = Command::UserRegistered(UserRegistered {
         user_id,
         name: u.name,
@@ -102,9 +130,11 @@ pub async fn post_user(
     State(state): State<AppState>,
     ValidJson(u): ValidJson<RegisterUser>,
 ) -> ApiResult<Response> {
-    Ok(register(&state, u, false, V1_STATUS, REGISTER_FIELDS)
-        .await?
-        .into_202())
+    Ok(
+        register(&state, u.into(), false, V1_STATUS, REGISTER_FIELDS)
+            .await?
+            .into_202(),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -180,7 +210,7 @@ pub async fn post_session(
     let login = users::login_by_email(&state.pg, l.email.trim()).await?;
     // The same answer, after the same work, for an unknown email and a wrong
     // password: no account probing. Both count towards the lockout.
-    let hash = login.as_ref().map(|l| l.password_hash.clone());
+    let hash = login.as_ref().and_then(|l| l.password_hash.clone());
     let matches = state.hasher.verify(l.password, hash).await?;
     crate::limits::login_result(&state, &l.email, matches).await;
     let Some(users::Login { user_id, admin, .. }) = login.filter(|_| matches) else {
@@ -555,7 +585,7 @@ pub async fn bootstrap_admin(state: &S) {
                 password,
                 cpf: None,
             };
-            match register(state, u, true, V1_STATUS, REGISTER_FIELDS).await {
+            match register(state, u.into(), true, V1_STATUS, REGISTER_FIELDS).await {
                 Ok(a) => {
                     tracing::info!(user_id = a.user_id, correlation_id = %a.correlation_id, "bootstrap admin registered")
                 }

@@ -91,6 +91,34 @@ pub async fn apply(
     }
 }
 
+/// [`apply`] inside the caller's transaction, for a batch of events: the
+/// effect and the ledger entry, or `None` when the command breaks a rule or
+/// is already on record — the statement that failed aborted the
+/// transaction, so the caller rolls the whole batch back and handles its
+/// events one by one.
+pub async fn apply_in(
+    con: &mut PgConnection,
+    env: &Envelope<Value>,
+    w: Write<'_>,
+    outcome_of: impl Fn(&Decision) -> Value,
+) -> Result<Option<Value>, Fault> {
+    let effect = store_op(Store::Postgres, w.operation(), async {
+        match effect(con, w).await {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => match classify_pg(&e) {
+                PgClass::Fault(_) => Err(e),
+                _ => Ok(None),
+            },
+        }
+    })
+    .await
+    .map_err(pg_fault)?;
+    match effect {
+        Some(decision) => ledger::put(con, env, &outcome_of(&decision)).await,
+        None => Ok(None),
+    }
+}
+
 /// The business failure a constraint violation stands for.
 pub fn rule_failure(w: Write<'_>, class: &PgClass) -> Decision {
     match (w, class) {
@@ -159,7 +187,7 @@ mod tests {
             user_id: 1,
             name: "a".into(),
             email: "a@b.c".into(),
-            password_hash: "$argon2id$x".into(),
+            password_hash: Some("$argon2id$x".into()),
             cpf: Some("52998224725".into()),
             admin: false,
         };

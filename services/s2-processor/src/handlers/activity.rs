@@ -8,7 +8,7 @@ use polystream_stores::fault::Fault;
 use polystream_stores::keys::{self, Window};
 use polystream_stores::relations as stored_relations;
 use polystream_stores::titles as stored;
-use polystream_stores::{rankings, ratings, recommendations, views};
+use polystream_stores::{cache, rankings, ratings, recommendations, render, views};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,24 +20,41 @@ pub async fn record_view(stores: &Stores, p: &ViewRecorded) -> Result<Decision, 
     if !user_exists(&stores.pg, p.user_id).await? {
         return Ok(unknown_user(p.user_id));
     }
-    let Some(title) = find_title(&stores.mongo, p.title_id).await? else {
+    let Some((title, kind)) = title_and_kind(stores, p.title_id).await? else {
         return Ok(unknown_title(p.title_id));
     };
     let view = doc! {
         "_id": p.view_id.to_string(), "user_id": p.user_id, "title_id": p.title_id,
-        "title": title.get_str("title").unwrap_or_default(),
-        "kind": title.get_str("kind").unwrap_or_default(),
+        "title": title, "kind": kind,
         "seconds_watched": i64::from(p.seconds_watched), "position_pct": p.position_pct,
         "completed": p.completed, "watched_at": bson_time(p.watched_at),
     };
     // A duplicate key is an earlier attempt of this same view: not an error.
-    views::insert(&stores.mongo, view).await?;
+    views::insert(&stores.mongo, view.clone()).await?;
+    views::remember(&stores.mongo, &view).await?;
     // Guarded by the view id (not only the event id): the same view is never
     // counted twice, even if re-sent as a new event.
     rankings::count_view(&stores.redis, p.view_id, p.title_id, p.watched_at).await?;
     Ok(Decision::Completed(json!({
         "view_id": p.view_id, "user_id": p.user_id, "title_id": p.title_id,
     })))
+}
+
+/// A title's name and kind, through the title cache S1 reads (filled here
+/// on a miss): a MongoDB-wire server without secondary indexes finds a
+/// title by scanning the catalog, and every view needs one. The cache is
+/// dropped whenever the title changes or is deleted.
+async fn title_and_kind(stores: &Stores, title_id: i64) -> Result<Option<(String, String)>, Fault> {
+    let field = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap_or_default().to_owned();
+    if let Some(v) = cache::get_title(&stores.redis, title_id).await? {
+        return Ok(Some((field(&v, "title"), field(&v, "kind"))));
+    }
+    let Some(doc) = find_title(&stores.mongo, title_id).await? else {
+        return Ok(None);
+    };
+    let v = render::title_json(doc);
+    cache::put_title(&stores.redis, title_id, &v, stores.title_cache_ttl).await?;
+    Ok(Some((field(&v, "title"), field(&v, "kind"))))
 }
 
 /// Average stars per ranking bucket, from `(stars, rated_at)` pairs; pure.

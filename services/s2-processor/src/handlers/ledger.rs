@@ -15,6 +15,14 @@ pub async fn get(pg: &PgPool, event_id: Uuid) -> Result<Option<Value>, Fault> {
     ledger::outcome(pg, event_id).await
 }
 
+/// The outcomes on record for those of `event_ids` already processed.
+pub async fn outcomes(
+    pg: &PgPool,
+    event_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Value>, Fault> {
+    ledger::outcomes(pg, event_ids).await
+}
+
 /// Records `outcome` unless the event is already recorded; `None` when it was.
 pub async fn put(
     con: &mut PgConnection,

@@ -71,6 +71,18 @@ pub struct Meta {
     pub time: DateTime<Utc>,
 }
 
+/// The PostgreSQL write a command is, if it is one: its effect and ledger
+/// entry commit in one transaction.
+pub fn account_write(cmd: &Command) -> Option<Write<'_>> {
+    match cmd {
+        Command::UserRegistered(p) => Some(Write::Register(p)),
+        Command::SubscriptionChanged(p) => Some(Write::Subscribe(p)),
+        Command::PaymentRecorded(p) => Some(Write::Pay(p)),
+        Command::PreferencesUpdated(p) => Some(Write::Preferences(p)),
+        _ => None,
+    }
+}
+
 /// Applies a command not yet in the ledger and records its outcome; returns
 /// the outcome on record. `outcome_of` builds the outcome envelope for a
 /// decision.
@@ -80,23 +92,25 @@ pub async fn apply(
     cmd: &Command,
     outcome_of: impl Fn(&Decision) -> Value,
 ) -> Result<Value, Fault> {
-    let meta = Meta { time: env.time };
     let pg = &stores.pg;
-    let decision = match cmd {
-        // PostgreSQL: effects and ledger entry commit together.
-        Command::UserRegistered(p) => {
-            return accounts::apply(pg, env, Write::Register(p), outcome_of).await;
-        }
-        Command::SubscriptionChanged(p) => {
-            return accounts::apply(pg, env, Write::Subscribe(p), outcome_of).await;
-        }
-        Command::PaymentRecorded(p) => {
-            return accounts::apply(pg, env, Write::Pay(p), outcome_of).await;
-        }
-        Command::PreferencesUpdated(p) => {
-            return accounts::apply(pg, env, Write::Preferences(p), outcome_of).await;
-        }
-        // MongoDB and Redis: idempotent effects, then the ledger entry.
+    // PostgreSQL: effects and ledger entry commit together.
+    if let Some(w) = account_write(cmd) {
+        return accounts::apply(pg, env, w, outcome_of).await;
+    }
+    // MongoDB and Redis: idempotent effects, then the ledger entry.
+    let decision = effects(stores, env, cmd).await?;
+    ledger::record(pg, env, &outcome_of(&decision)).await
+}
+
+/// The MongoDB and Redis effects of a command that is not an
+/// [`account_write`] (idempotent: applying them twice changes nothing).
+pub async fn effects(
+    stores: &Stores,
+    env: &Envelope<Value>,
+    cmd: &Command,
+) -> Result<Decision, Fault> {
+    let meta = Meta { time: env.time };
+    Ok(match cmd {
         Command::TitleUpserted(p) => catalog::upsert(stores, meta, p).await?,
         Command::TitleDeleted(p) => catalog::delete(stores, meta, p).await?,
         Command::TitlesRelated(p) => catalog::relate(stores, meta, p).await?,
@@ -107,8 +121,16 @@ pub async fn apply(
         Command::RecommendationsRequested(p) => {
             activity::recommend_for(stores, meta, p.user_id).await?
         }
-    };
-    ledger::record(pg, env, &outcome_of(&decision)).await
+        Command::UserRegistered(_)
+        | Command::SubscriptionChanged(_)
+        | Command::PaymentRecorded(_)
+        | Command::PreferencesUpdated(_) => {
+            return Err(Fault::permanent(
+                "postgresql",
+                format!("{} is a PostgreSQL write, not applied here", env.event_type),
+            ));
+        }
+    })
 }
 
 // ---------------------------------------------------------------- store calls

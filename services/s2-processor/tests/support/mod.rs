@@ -437,7 +437,7 @@ pub fn registration(user_id: i64, name: &str) -> Command {
         user_id,
         name: name.into(),
         email: format!("u{user_id}@example.com"),
-        password_hash: HASH.into(),
+        password_hash: Some(HASH.into()),
         cpf: None,
         admin: false,
     })

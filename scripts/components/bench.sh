@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# The benchmark, `./dev bench [ARGS...]` (tools/bench): the local platform in
+# optimised builds under load, next to the physical limit the benchmark builds
+# itself, written to bench/results.md. Not a component: nothing here is
+# started by `up`.
+
+# The servers the services need during the runs.
+BENCH_SERVERS=(postgres redis kafka opensearch ferretdb prometheus jaeger)
+BENCH_SERVICES=(s2_processor s3_monitor s1_gateway)
+# A second S1 for the ingest runs, publishing to a topic nothing consumes:
+# its figures are S1's own, not S1's share of two cores also running S2 and
+# S3 on the flood it produces.
+BENCH_INGEST_PORT=8010
+BENCH_INGEST_TOPIC=polystream-bench-ingest
+
+bench_build() {
+  with_progress "building the services and the benchmark (cargo, profile local)" "$(logfile install-bench)" \
+    cargo build --locked --profile local --manifest-path "$PS_ROOT/Cargo.toml" -p polystream-s1-gateway \
+    -p polystream-s2-processor -p polystream-s3-monitor -p polystream-operator -p polystream-console \
+    -p polystream-bench --bins
+}
+
+# bench_versions : `name=version;...` of what the figures depend on.
+bench_versions() {
+  local c out=""
+  for c in postgres redis kafka opensearch ferretdb; do out+="$c $("${c}_version"), "; done
+  printf 'commit=%s%s;servers=%s;rust=%s;build=cargo profile local (Cargo.toml), services started by ./dev bench' \
+    "$(git -C "$PS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$(git -C "$PS_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
+    "${out%, }" "$(rustc --version 2>/dev/null | cut -d' ' -f2)"
+}
+
+# bench_run ARGS... : `./dev bench`. The services run with the optimised
+# build and without S1's per-address rate limits (all load comes from one
+# address); afterwards they run again as `./dev up` starts them.
+bench_run() {
+  local a c rc=0 pids="" limits=("${S1_LOCAL_LIMITS[@]}")
+  for a in "$@"; do
+    if [[ $a == --help || $a == -h ]]; then
+      bench_build && "$CARGO_TARGET_DIR/local/polystream-bench" --help
+      return
+    fi
+  done
+  start_components "${BENCH_SERVERS[@]}"
+  bench_build || return 1
+  # That build holds the services too: svc_start need not build them again.
+  _svc_built=1
+  SVC_PROFILE=local
+  # shellcheck disable=SC2034 # read by svc_start
+  S1_LOCAL_LIMITS=(RATE_LIMIT_REGISTRATION=100000000/min RATE_LIMIT_LOGIN=100000000/min
+    RATE_LIMIT_WRITES=100000000/min RATE_LIMIT_READS=100000000/min RATE_LIMIT_STATUS=100000000/min)
+  for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
+  start_components "${BENCH_SERVICES[@]}"
+  for c in "${BENCH_SERVICES[@]}"; do pids+="$c=$(cat "$(pidfile "$c")"),"; done
+  bench_ingest_start || return 1
+  pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),"
+  log "benchmark (tools/bench): about 10 minutes; results in bench/results.md"
+  # shellcheck source=/dev/null
+  (source "$PS_STATE/env" && cd "$PS_ROOT" &&
+    POLYSTREAM_API=$(s1_gateway_addr) POLYSTREAM_MONITOR=$(s3_monitor_addr) \
+      BENCH_INGEST_API="http://127.0.0.1:$BENCH_INGEST_PORT" \
+      ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
+      BENCH_PIDS="${pids%,}" BENCH_INFO="$(bench_versions)" \
+      "$CARGO_TARGET_DIR/local/polystream-bench" "$@") || rc=$?
+  stop_pid s1_ingest
+  log "restarting the services as ./dev up runs them"
+  for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
+  S1_LOCAL_LIMITS=("${limits[@]}")
+  start_components "${BENCH_SERVICES[@]}" || true
+  return "$rc"
+}
+
+# The ingest S1 (see BENCH_INGEST_PORT), started like s1_gateway otherwise.
+bench_ingest_start() {
+  # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
+  spawn s1_ingest env HTTP_ADDR="127.0.0.1:$BENCH_INGEST_PORT" KAFKA_TOPIC_USER_EVENTS="$BENCH_INGEST_TOPIC" \
+    OTEL_SERVICE_NAME=polystream-s1-bench-ingest "${S1_LOCAL_LIMITS[@]}" "$S1_LOCAL_SEED_ACCESS" \
+    bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$(svc_bin polystream-s1-gateway)"
+  wait_until s1_ingest 60 curl -fsS -o /dev/null "http://127.0.0.1:$BENCH_INGEST_PORT/health" ||
+    { warn "the ingest S1 did not start; log: $(logfile s1_ingest)"; return 1; }
+}
