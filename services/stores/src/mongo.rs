@@ -17,8 +17,9 @@ pub const ASSETS_BUCKET: &str = "assets";
 /// `{_id: view_id (uuid string), user_id, title_id, title, kind, seconds_watched,
 /// position_pct, completed, watched_at}`.
 pub const VIEWS: &str = "views";
-/// `{_id: "user:{user_id}", user_id, items: [view, newest first, at most
-/// 20], total}`: a user's latest views in one document (`views::remember`).
+/// `{_id: "user:{user_id}", user_id, total, items}`: a user's latest views
+/// in one document, `items` the JSON text of the newest 20 as clients see
+/// them (`views::Head`).
 pub const VIEW_HISTORY: &str = "view_history";
 /// `{_id: "{user_id}:{title_id}", user_id, title_id, stars, rated_at}`: one per user and title.
 pub const RATINGS: &str = "ratings";

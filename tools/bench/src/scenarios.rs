@@ -308,6 +308,14 @@ async fn setup(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     }));
     let ids = ctx.publish(commands).await?;
     ctx.settle(&ids, "set-up", Duration::from_secs(180)).await?;
+    // One view each, so the runs measure users whose history head exists:
+    // a user's first view builds it from the collection (a scan on
+    // FerretDB), once.
+    let ids = ctx
+        .publish((0..USERS).map(|i| view(ctx.user0 + i, ctx.title)).collect())
+        .await?;
+    ctx.settle(&ids, "set-up views", Duration::from_secs(600))
+        .await?;
     Ok(())
 }
 
