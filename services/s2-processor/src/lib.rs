@@ -200,7 +200,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (consumer, lanes) = consumer::create(&kafka, &config.group_id)?;
     consumer.subscribe(&[&t.user_events])?;
 
+    let heads_since = polystream_stores::views::heads_since(&mongo_db)
+        .await
+        .with_context(|| format!("cannot read MongoDB at {}", redact_url(&ep.mongodb_uri)))?;
     let stores = Stores {
+        heads_since,
         pg: pg_pool,
         mongo: mongo_db,
         redis: redis_con.clone(),

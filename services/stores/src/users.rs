@@ -19,6 +19,22 @@ pub async fn exists(pg: &PgPool, user_id: i64) -> Result<bool, Fault> {
     .map_err(pg_fault)
 }
 
+/// When the user was registered, if they exist.
+pub async fn created_at(
+    pg: &PgPool,
+    user_id: i64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Fault> {
+    store_op(
+        Store::Postgres,
+        "select_user_exists",
+        sqlx::query_scalar("SELECT created_at FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(pg),
+    )
+    .await
+    .map_err(pg_fault)
+}
+
 /// A user's profile: every column but the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Profile {

@@ -162,12 +162,40 @@ async fn head(db: &Database, user_id: i64) -> Result<Option<Head>, Fault> {
     Ok(d.as_ref().map(Head::from_doc))
 }
 
+/// `_id` of the marker recording when heads began to be kept.
+const HEADS_SINCE: &str = "heads:since";
+
+/// Since when history heads are kept (recorded by the first processor that
+/// keeps them): a user registered later has every view in their head, so
+/// their first view starts it without reading the collection.
+pub async fn heads_since(db: &Database) -> Result<chrono::DateTime<chrono::Utc>, Fault> {
+    let c = db.collection::<Document>(mongo::VIEW_HISTORY);
+    let now = mongodb::bson::DateTime::now();
+    let found = store_op(Store::Mongodb, "find_view_history", async {
+        // An upsert that sets nothing on an existing marker: the first wins.
+        c.update_one(
+            doc! {"_id": HEADS_SINCE},
+            doc! {"$setOnInsert": {"at": now}},
+        )
+        .upsert(true)
+        .await?;
+        c.find_one(doc! {"_id": HEADS_SINCE}).await
+    })
+    .await
+    .map_err(mongo_fault)?;
+    let at = found
+        .and_then(|d| d.get_datetime("at").ok().copied())
+        .unwrap_or(now);
+    Ok(chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or_default())
+}
+
 /// Records a stored view in its user's history head (S2, after
-/// [`insert`]); idempotent. The first time, the head is built from the
-/// collection, so views stored before heads existed are not lost. One
-/// writer per user is assumed: a user's views are keyed to one Kafka
+/// [`insert`]); idempotent. A head is started from this view alone when
+/// `fresh` (the user was registered after [`heads_since`]), else from the
+/// collection, once, so views stored before heads existed are not lost.
+/// One writer per user is assumed: a user's views are keyed to one Kafka
 /// partition, whose single consumer writes them in order.
-pub async fn remember(db: &Database, view: &Document) -> Result<(), Fault> {
+pub async fn remember(db: &Database, view: &Document, fresh: bool) -> Result<(), Fault> {
     let user_id = view
         .get_i64("user_id")
         .map_err(|e| Fault::permanent("mongodb", format!("view without user_id: {e}")))?;
@@ -176,6 +204,11 @@ pub async fn remember(db: &Database, view: &Document) -> Result<(), Fault> {
             if !h.add(render::doc_json(view.clone(), "view_id")) {
                 return Ok(());
             }
+            h
+        }
+        None if fresh => {
+            let mut h = Head::default();
+            h.add(render::doc_json(view.clone(), "view_id"));
             h
         }
         None => {

@@ -308,14 +308,6 @@ async fn setup(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     }));
     let ids = ctx.publish(commands).await?;
     ctx.settle(&ids, "set-up", Duration::from_secs(180)).await?;
-    // One view each, so the runs measure users whose history head exists:
-    // a user's first view builds it from the collection (a scan on
-    // FerretDB), once.
-    let ids = ctx
-        .publish((0..USERS).map(|i| view(ctx.user0 + i, ctx.title)).collect())
-        .await?;
-    ctx.settle(&ids, "set-up views", Duration::from_secs(600))
-        .await?;
     Ok(())
 }
 
@@ -757,37 +749,71 @@ async fn ingest(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     Ok(t)
 }
 
-/// A burst of seed registrations without a password (no hash is computed).
+/// A burst of seed registrations without a password (no hash is
+/// computed), then paid commands, against S1 with glibc's allocator as it
+/// comes and (when `./dev bench` started it) one limited to two malloc
+/// arenas: the allocator choice, measured.
 async fn registrations(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     let mut t = Table::new(
-        "Seed registrations (`POST /usuarios`, no password), 50 clients, closed loop",
-        &["handler", "req/s", "p50", "p99", "errors"],
+        "Seed registrations (`POST /usuarios`, no password) and payments, 50 / 256 clients, closed loop, by allocator",
+        &[
+            "S1 allocator",
+            "registrations/s",
+            "p99",
+            "payments/s (256 clients)",
+            "p99",
+            "errors",
+            "RSS after / peak (MiB)",
+        ],
     );
-    eprintln!("[bench] seed registrations, 50 clients");
-    let api = ctx
+    let main = ctx
         .args
         .ingest_api
         .clone()
         .unwrap_or_else(|| ctx.args.api.clone());
-    let url: Arc<dyn Fn(u64) -> String + Send + Sync> =
-        Arc::new(move |_| format!("{api}/usuarios"));
-    let s = load::closed(
-        ctx.request(Method::POST, url, None, None, false),
-        50,
-        ctx.args.duration(),
-    )
-    .await;
-    let mut errors = s.errors.to_string();
-    if !s.error_statuses.is_empty() {
-        errors += &skipped_note(&s);
+    let mut targets = vec![(
+        "glibc malloc, default arenas (8 × cores)",
+        main,
+        "s1_ingest",
+    )];
+    if let Some(alt) = ctx.args.arena_api.clone() {
+        targets.push(("glibc malloc, `MALLOC_ARENA_MAX=2`", alt, "s1_arena2"));
     }
-    t.row(vec![
-        "S1 `POST /usuarios`".into(),
-        rate(s.rps()),
-        ms(s.p(0.5)),
-        ms(s.p(0.99)),
-        errors,
-    ]);
-    ctx.sample_memory("registration burst");
+    for (name, api, process) in targets {
+        eprintln!("[bench] seed registrations, 50 clients: {name}");
+        let base = api.clone();
+        let url: Arc<dyn Fn(u64) -> String + Send + Sync> =
+            Arc::new(move |_| format!("{base}/usuarios"));
+        let regs = load::closed(
+            ctx.request(Method::POST, url, None, None, false),
+            50,
+            ctx.args.duration(),
+        )
+        .await;
+        eprintln!("[bench] payments, 256 clients: {name}");
+        let pays = load::closed(
+            ctx.request(Method::POST, ctx.payment_url(&api), None, None, false),
+            256,
+            ctx.args.duration(),
+        )
+        .await;
+        let memory = ctx
+            .pids
+            .iter()
+            .find(|(n, _)| n == process)
+            .and_then(|(_, pid)| crate::procs::rss_mib(*pid))
+            .map_or("–".into(), |(now, peak)| format!("{now:.0} / {peak:.0}"));
+        t.row(vec![
+            name.into(),
+            rate(regs.rps()),
+            ms(regs.p(0.99)),
+            rate(pays.rps()),
+            ms(pays.p(0.99)),
+            format!("{}{}", regs.errors + pays.errors, skipped_note(&regs)),
+            memory,
+        ]);
+    }
+    ctx.sample_memory("registration and payment bursts");
+    t.note("Both S1s publish to the benchmark's ingest topic (nothing consumes it). Memory is the process's own after both bursts; peak is its VmHWM.");
     Ok(t)
 }

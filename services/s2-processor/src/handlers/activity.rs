@@ -8,7 +8,7 @@ use polystream_stores::fault::Fault;
 use polystream_stores::keys::{self, Window};
 use polystream_stores::relations as stored_relations;
 use polystream_stores::titles as stored;
-use polystream_stores::{cache, rankings, ratings, recommendations, render, views};
+use polystream_stores::{cache, rankings, ratings, recommendations, render, users, views};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,9 +17,9 @@ use super::{Decision, Meta, Stores, bson_time};
 use crate::recommend::{self, RatingFact, RelationFact, TitleFact, ViewFact};
 
 pub async fn record_view(stores: &Stores, p: &ViewRecorded) -> Result<Decision, Fault> {
-    if !user_exists(&stores.pg, p.user_id).await? {
+    let Some(registered) = users::created_at(&stores.pg, p.user_id).await? else {
         return Ok(unknown_user(p.user_id));
-    }
+    };
     let Some((title, kind)) = title_and_kind(stores, p.title_id).await? else {
         return Ok(unknown_title(p.title_id));
     };
@@ -31,7 +31,7 @@ pub async fn record_view(stores: &Stores, p: &ViewRecorded) -> Result<Decision, 
     };
     // A duplicate key is an earlier attempt of this same view: not an error.
     views::insert(&stores.mongo, view.clone()).await?;
-    views::remember(&stores.mongo, &view).await?;
+    views::remember(&stores.mongo, &view, registered > stores.heads_since).await?;
     // Guarded by the view id (not only the event id): the same view is never
     // counted twice, even if re-sent as a new event.
     rankings::count_view(&stores.redis, p.view_id, p.title_id, p.watched_at).await?;

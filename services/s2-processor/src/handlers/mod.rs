@@ -44,6 +44,8 @@ pub struct Stores {
     pub status: StatusStore,
     /// `TITLE_CACHE_TTL_SECONDS`: lifetime of a title the processor caches.
     pub title_cache_ttl: std::time::Duration,
+    /// Since when users' history heads are kept (`views::heads_since`).
+    pub heads_since: DateTime<Utc>,
 }
 
 /// What a command came to.
