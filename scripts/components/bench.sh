@@ -11,8 +11,6 @@ BENCH_SERVICES=(s2_processor s3_monitor s1_gateway)
 # its figures are S1's own, not S1's share of two cores also running S2 and
 # S3 on the flood it produces.
 BENCH_INGEST_PORT=8010
-# The same with glibc limited to two malloc arenas: the allocator comparison.
-BENCH_ARENA_PORT=8011
 BENCH_INGEST_TOPIC=polystream-bench-ingest
 
 bench_build() {
@@ -55,18 +53,16 @@ bench_run() {
   start_components "${BENCH_SERVICES[@]}"
   for c in "${BENCH_SERVICES[@]}"; do pids+="$c=$(cat "$(pidfile "$c")"),"; done
   bench_ingest_start s1_ingest "$BENCH_INGEST_PORT" || return 1
-  bench_ingest_start s1_arena2 "$BENCH_ARENA_PORT" MALLOC_ARENA_MAX=2 || return 1
-  pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),s1_arena2=$(cat "$(pidfile s1_arena2)"),"
+  pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),"
   log "benchmark (tools/bench): about 10 minutes; results in bench/results.md"
   # shellcheck source=/dev/null
   (source "$PS_STATE/env" && cd "$PS_ROOT" &&
     POLYSTREAM_API=$(s1_gateway_addr) POLYSTREAM_MONITOR=$(s3_monitor_addr) \
-      BENCH_INGEST_API="http://127.0.0.1:$BENCH_INGEST_PORT" BENCH_ARENA_API="http://127.0.0.1:$BENCH_ARENA_PORT" \
+      BENCH_INGEST_API="http://127.0.0.1:$BENCH_INGEST_PORT" \
       ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
       BENCH_PIDS="${pids%,}" BENCH_INFO="$(bench_versions)" \
       "$CARGO_TARGET_DIR/local/polystream-bench" "$@") || rc=$?
   stop_pid s1_ingest
-  stop_pid s1_arena2
   log "restarting the services as ./dev up runs them"
   for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
   S1_LOCAL_LIMITS=("${limits[@]}")

@@ -16,7 +16,12 @@ FERRETDB_DEBUG_PORT=8089
 ferretdb_version() { echo "$FERRETDB_VERSION"; }
 ferretdb_installed() { pkg_installed ferretdb "$FERRETDB_VERSION"; }
 ferretdb_addr() { echo "127.0.0.1:$FERRETDB_PORT"; }
-ferretdb_env() { echo "MONGODB_URI=mongodb://127.0.0.1:$FERRETDB_PORT/"; }
+# SQLite takes one writer at a time: S2 queues its MongoDB commands rather
+# than have them poll for the lock (docs/configuration.md, MONGODB_WRITERS).
+ferretdb_env() {
+  echo "MONGODB_URI=mongodb://127.0.0.1:$FERRETDB_PORT/"
+  echo "MONGODB_WRITERS=1"
+}
 
 ferretdb_install() {
   local dir log src

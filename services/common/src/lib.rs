@@ -33,3 +33,9 @@ pub mod ratelimit;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+
+/// The global allocator each service binary declares
+/// (`#[global_allocator] static ALLOCATOR: Allocator = Allocator;`):
+/// mimalloc. With glibc's malloc a quarter of S1's CPU under load went to
+/// `malloc`/`free` (perf; docs/performance.md).
+pub use mimalloc::MiMalloc as Allocator;

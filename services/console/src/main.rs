@@ -4,6 +4,9 @@
 use polystream_common::cli;
 use polystream_console::{Config, run};
 
+#[global_allocator]
+static ALLOCATOR: polystream_common::Allocator = polystream_common::Allocator;
+
 const NAME: &str = "polystream-console";
 
 #[tokio::main]

@@ -6,6 +6,9 @@
 use polystream_common::cli::{self, clap};
 use polystream_s1_gateway::{Config, openapi, run};
 
+#[global_allocator]
+static ALLOCATOR: polystream_common::Allocator = polystream_common::Allocator;
+
 const NAME: &str = "polystream-s1-gateway";
 
 fn command() -> clap::Command {

@@ -73,6 +73,9 @@ pub struct Config {
     /// `BATCH_MAX_EVENTS`: most events of one partition processed together
     /// (1: one at a time).
     pub batch_max: usize,
+    /// `MONGODB_WRITERS`: most MongoDB/Redis commands applied at once across
+    /// partitions (0: no limit).
+    pub mongodb_writers: u32,
 }
 
 impl Config {
@@ -96,7 +99,9 @@ impl Config {
         )));
         let stall_after = polystream_common::progress::read_stall_after(r);
         let batch_max = at_least_one(r, "BATCH_MAX_EVENTS", 256) as usize;
+        let mongodb_writers = r.parse("MONGODB_WRITERS", 0);
         Self {
+            mongodb_writers,
             batch_max,
             stores,
             topics,
@@ -205,6 +210,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot read MongoDB at {}", redact_url(&ep.mongodb_uri)))?;
     let stores = Stores {
         heads_since,
+        mongo_writers: (config.mongodb_writers > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(config.mongodb_writers as usize))),
         pg: pg_pool,
         mongo: mongo_db,
         redis: redis_con.clone(),
@@ -358,6 +365,7 @@ mod tests {
         assert_eq!(c.metrics_addr, None);
         assert_eq!(c.permanent_attempts, 3);
         assert_eq!(c.batch_max, 256);
+        assert_eq!(c.mongodb_writers, 0);
         assert_eq!(c.title_cache_ttl, Duration::from_secs(300));
         let mut r = Reader::new([("METRICS_ADDR", "0.0.0.0:9090")]);
         let c = Config::read(&mut r);

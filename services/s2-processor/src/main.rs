@@ -5,6 +5,9 @@
 use polystream_common::cli;
 use polystream_s2_processor::{Config, run};
 
+#[global_allocator]
+static ALLOCATOR: polystream_common::Allocator = polystream_common::Allocator;
+
 const NAME: &str = "polystream-s2-processor";
 
 #[tokio::main]

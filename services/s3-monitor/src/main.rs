@@ -5,6 +5,9 @@
 use polystream_common::cli::{self, clap};
 use polystream_s3_monitor::{Config, run};
 
+#[global_allocator]
+static ALLOCATOR: polystream_common::Allocator = polystream_common::Allocator;
+
 const NAME: &str = "polystream-s3-monitor";
 
 #[tokio::main]

@@ -29,10 +29,6 @@ pub struct Args {
     /// the figures are S1's own (`./dev bench` starts it); S1's URL if unset.
     #[arg(long, env = "BENCH_INGEST_API")]
     pub ingest_api: Option<String>,
-    /// An S1 like the ingest one but started with `MALLOC_ARENA_MAX=2`, for
-    /// the allocator comparison (`./dev bench` starts it).
-    #[arg(long, env = "BENCH_ARENA_API")]
-    pub arena_api: Option<String>,
     /// S3's base URL (its /metrics counts indexed documents).
     #[arg(
         long,

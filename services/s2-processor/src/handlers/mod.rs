@@ -46,6 +46,9 @@ pub struct Stores {
     pub title_cache_ttl: std::time::Duration,
     /// Since when users' history heads are kept (`views::heads_since`).
     pub heads_since: DateTime<Utc>,
+    /// `MONGODB_WRITERS`: the MongoDB/Redis commands that may be applied at
+    /// once across partitions; `None`, no limit.
+    pub mongo_writers: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 /// What a command came to.
@@ -112,6 +115,16 @@ pub async fn effects(
     cmd: &Command,
 ) -> Result<Decision, Fault> {
     let meta = Meta { time: env.time };
+    // A MongoDB-wire server on SQLite takes one writer at a time and makes
+    // the others poll for its lock: better they queue here.
+    let _turn = match &stores.mongo_writers {
+        Some(s) => Some(
+            s.acquire()
+                .await
+                .map_err(|e| Fault::transient("mongodb", e.to_string()))?,
+        ),
+        None => None,
+    };
     Ok(match cmd {
         Command::TitleUpserted(p) => catalog::upsert(stores, meta, p).await?,
         Command::TitleDeleted(p) => catalog::delete(stores, meta, p).await?,
