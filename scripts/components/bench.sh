@@ -51,6 +51,7 @@ bench_run() {
     RATE_LIMIT_WRITES=100000000/min RATE_LIMIT_READS=100000000/min RATE_LIMIT_STATUS=100000000/min)
   for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
   start_components "${BENCH_SERVICES[@]}"
+  ferretdb_index_ids || return 1
   for c in "${BENCH_SERVICES[@]}"; do pids+="$c=$(cat "$(pidfile "$c")"),"; done
   bench_ingest_start s1_ingest "$BENCH_INGEST_PORT" || return 1
   pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),"

@@ -87,3 +87,20 @@ ferretdb_ready() {
     _ "$FERRETDB_PORT" "$_FERRETDB_HELLO" 2>/dev/null) || return 1
   [[ $reply == *isWritablePrimary* ]]
 }
+
+# ferretdb_index_ids : FerretDB v1.24 on SQLite looks a document up by `_id`
+# with `_ferretdb_sjson->'$._id'` but indexes `_ferretdb_sjson->"_id"`, an
+# expression SQLite does not take for the same one, so every lookup by `_id`
+# read the whole table (EXPLAIN QUERY PLAN: SCAN; a user's history head took
+# ~20 ms among a few hundred). This indexes the expression it queries, on
+# every collection of the platform's database; idempotent, run by `up` once
+# the services have created their collections.
+ferretdb_index_ids() {
+  local db=$PS_DATA/ferretdb/sqlite/polystream.sqlite t
+  [[ -f $db ]] || return 0
+  apt_ensure sqlite3 || return 1
+  for t in $(sqlite3 -cmd ".timeout 10000" "$db" "SELECT table_name FROM _ferretdb_collections"); do
+    sqlite3 -cmd ".timeout 10000" "$db" \
+      "CREATE INDEX IF NOT EXISTS \"${t}_id_lookup\" ON \"$t\" (_ferretdb_sjson->'\$._id')" || return 1
+  done
+}
