@@ -155,16 +155,19 @@ fn parse_pids(s: &str) -> Vec<(String, u32)> {
 }
 
 impl Ctx<'_> {
+    /// `VmRSS` and `VmHWM` (MiB) of the named service.
+    fn rss(&self, name: &str) -> Option<(f64, f64)> {
+        self.pids
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, pid)| crate::procs::rss_mib(*pid))
+    }
+
     fn sample_memory(&mut self, phase: &str) {
         let mut row = vec![phase.to_owned()];
         let mut all_ok = true;
         for name in ["s1_gateway", "s2_processor", "s3_monitor", "s1_ingest"] {
-            let cell = self
-                .pids
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, pid)| crate::procs::rss_mib(*pid));
-            match cell {
+            match self.rss(name) {
                 Some((now, peak)) => {
                     all_ok &= now < MEMORY_TARGET_MIB;
                     row.push(format!("{now:.0} / {peak:.0}"));
@@ -508,7 +511,9 @@ async fn reads(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     ));
 
     let token = admin_token(ctx).await?;
-    let db = polystream_stores_db(&ctx.args.mongodb).await?;
+    let db = polystream_stores::mongo::connect(&ctx.args.mongodb)
+        .await
+        .context("MongoDB-wire server is not reachable")?;
     let views = db.collection::<Document>("views");
     let reader = ctx.user0 + USERS - 1;
     let others = 7_000_000_000_000 + (ctx.user0 % 1_000_000_000);
@@ -600,16 +605,6 @@ fn skipped_note(s: &Stats) -> String {
     } else {
         format!(" ({})", parts.join(", "))
     }
-}
-
-async fn polystream_stores_db(uri: &str) -> anyhow::Result<mongodb::Database> {
-    let mut opts = mongodb::options::ClientOptions::parse(uri).await?;
-    opts.server_selection_timeout = Some(Duration::from_secs(5));
-    let name = opts
-        .default_database
-        .clone()
-        .unwrap_or_else(|| "polystream".into());
-    Ok(mongodb::Client::with_options(opts)?.database(&name))
 }
 
 /// Inserts views of users `users..users + 1000` until `have` reaches
@@ -754,9 +749,9 @@ async fn ingest(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
 /// computed), then paid commands, and S1's memory after them.
 async fn registrations(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     let mut t = Table::new(
-        "Seed registrations (`POST /usuarios`, no password) and payments, 50 / 256 clients, closed loop, by allocator",
+        "Seed registrations (`POST /usuarios`, no password) and payments, 50 / 256 clients, closed loop",
         &[
-            "S1 allocator",
+            "S1",
             "registrations/s",
             "p99",
             "payments/s (256 clients)",
@@ -770,41 +765,36 @@ async fn registrations(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
         .ingest_api
         .clone()
         .unwrap_or_else(|| ctx.args.api.clone());
-    let targets = [("the ingest S1 (allocator: mimalloc)", main, "s1_ingest")];
-    for (name, api, process) in targets {
-        eprintln!("[bench] seed registrations, 50 clients: {name}");
-        let base = api.clone();
-        let url: Arc<dyn Fn(u64) -> String + Send + Sync> =
-            Arc::new(move |_| format!("{base}/usuarios"));
-        let regs = load::closed(
-            ctx.request(Method::POST, url, None, None, false),
-            50,
-            ctx.args.duration(),
-        )
-        .await;
-        eprintln!("[bench] payments, 256 clients: {name}");
-        let pays = load::closed(
-            ctx.request(Method::POST, ctx.payment_url(&api), None, None, false),
-            256,
-            ctx.args.duration(),
-        )
-        .await;
-        let memory = ctx
-            .pids
-            .iter()
-            .find(|(n, _)| n == process)
-            .and_then(|(_, pid)| crate::procs::rss_mib(*pid))
-            .map_or("–".into(), |(now, peak)| format!("{now:.0} / {peak:.0}"));
-        t.row(vec![
-            name.into(),
-            rate(regs.rps()),
-            ms(regs.p(0.99)),
-            rate(pays.rps()),
-            ms(pays.p(0.99)),
-            format!("{}{}", regs.errors + pays.errors, skipped_note(&regs)),
-            memory,
-        ]);
-    }
+    let api = main;
+    eprintln!("[bench] seed registrations, 50 clients");
+    let base = api.clone();
+    let url: Arc<dyn Fn(u64) -> String + Send + Sync> =
+        Arc::new(move |_| format!("{base}/usuarios"));
+    let regs = load::closed(
+        ctx.request(Method::POST, url, None, None, false),
+        50,
+        ctx.args.duration(),
+    )
+    .await;
+    eprintln!("[bench] payments, 256 clients");
+    let pays = load::closed(
+        ctx.request(Method::POST, ctx.payment_url(&api), None, None, false),
+        256,
+        ctx.args.duration(),
+    )
+    .await;
+    let memory = ctx
+        .rss("s1_ingest")
+        .map_or("–".into(), |(now, peak)| format!("{now:.0} / {peak:.0}"));
+    t.row(vec![
+        "the ingest S1 (allocator: mimalloc)".into(),
+        rate(regs.rps()),
+        ms(regs.p(0.99)),
+        rate(pays.rps()),
+        ms(pays.p(0.99)),
+        format!("{}{}", regs.errors + pays.errors, skipped_note(&regs)),
+        memory,
+    ]);
     ctx.sample_memory("registration and payment bursts");
     t.note("It publishes to the benchmark's ingest topic (nothing consumes it). Memory is the process's own after both bursts; peak is its VmHWM.");
     Ok(t)
