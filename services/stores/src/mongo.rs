@@ -38,8 +38,26 @@ pub async fn connect(uri: &str) -> Result<Database, mongodb::error::Error> {
     Ok(Client::with_options(opts)?.database(&name))
 }
 
-/// Creates the indexes the queries rely on (idempotent).
+/// Creates the indexes the queries rely on, and the collections without
+/// one (read by `_id`, or GridFS's, indexed by the driver on first upload),
+/// so that every collection exists from the start for the tools that work
+/// on the server side (`./dev up`'s indexes and copy; idempotent).
 pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> {
+    let existing = db.list_collection_names().await?;
+    let gridfs = [
+        format!("{ASSETS_BUCKET}.files"),
+        format!("{ASSETS_BUCKET}.chunks"),
+    ];
+    let by_id = [VIEW_HISTORY, RECOMMENDATIONS, &gridfs[0], &gridfs[1]];
+    for name in by_id {
+        if !existing.iter().any(|c| c == name) {
+            match db.create_collection(name).await {
+                // Another service created it first.
+                Err(e) if is_namespace_exists(&e) => {}
+                other => other?,
+            }
+        }
+    }
     let index = |keys, unique: bool| {
         IndexModel::builder()
             .keys(keys)
@@ -65,4 +83,9 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> 
         .create_index(index(doc! {"genres": 1, "year": -1}, false))
         .await?;
     Ok(())
+}
+
+/// MongoDB's `NamespaceExists` (48).
+fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
+    matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48)
 }

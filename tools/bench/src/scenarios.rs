@@ -477,6 +477,10 @@ async fn end_to_end(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     Ok(t)
 }
 
+/// Where the user ids of the views written straight into MongoDB start: far
+/// above any registered user's.
+const OTHERS: i64 = 7_000_000_000_000;
+
 /// Cached title reads and a user's history at growing collection sizes.
 async fn reads(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     let mut t = Table::new(
@@ -516,7 +520,14 @@ async fn reads(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
         .context("MongoDB-wire server is not reachable")?;
     let views = db.collection::<Document>("views");
     let reader = ctx.user0 + USERS - 1;
-    let others = 7_000_000_000_000 + (ctx.user0 % 1_000_000_000);
+    let others = OTHERS + (ctx.user0 % 1_000_000_000);
+    // A run stopped half-way leaves its views behind, and every scan of the
+    // collection (recommendations on FerretDB) pays for them: clear them.
+    let leftovers = doc! {"user_id": {"$gte": OTHERS, "$lt": OTHERS + 2_000_000_000}};
+    views
+        .delete_many(leftovers.clone())
+        .await
+        .context("removing views an earlier benchmark left")?;
     // The reader's own views go through S2 like any (so its history head is
     // what S2 keeps); the rest of the collection is other users' views,
     // written directly.
@@ -553,9 +564,7 @@ async fn reads(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
     }
     .await;
     eprintln!("[bench] removing the benchmark's views");
-    let _ = views
-        .delete_many(doc! {"user_id": {"$gte": others, "$lt": others + 1000}})
-        .await;
+    let _ = views.delete_many(leftovers).await;
     let _ = views.delete_many(doc! {"user_id": reader}).await;
     let _ = db
         .collection::<Document>("view_history")

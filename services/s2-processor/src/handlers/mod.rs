@@ -115,8 +115,8 @@ pub async fn effects(
     cmd: &Command,
 ) -> Result<Decision, Fault> {
     let meta = Meta { time: env.time };
-    // A MongoDB-wire server on SQLite takes one writer at a time and makes
-    // the others poll for its lock: better they queue here.
+    // A MongoDB-wire server that takes one writer at a time (FerretDB on
+    // SQLite) makes the others poll for its lock: better they queue here.
     let _turn = match &stores.mongo_writers {
         Some(s) => Some(
             s.acquire()
