@@ -173,12 +173,19 @@ pub async fn heads_since(db: &Database) -> Result<chrono::DateTime<chrono::Utc>,
     let now = mongodb::bson::DateTime::now();
     let found = store_op(Store::Mongodb, "find_view_history", async {
         // An upsert that sets nothing on an existing marker: the first wins.
-        c.update_one(
-            doc! {"_id": HEADS_SINCE},
-            doc! {"$setOnInsert": {"at": now}},
-        )
-        .upsert(true)
-        .await?;
+        // Processors starting together race to insert it; the loser's
+        // duplicate key means the marker is there.
+        let upsert = c
+            .update_one(
+                doc! {"_id": HEADS_SINCE},
+                doc! {"$setOnInsert": {"at": now}},
+            )
+            .upsert(true)
+            .await;
+        match upsert {
+            Err(e) if !mongo_is_duplicate_key(&e) => return Err(e),
+            _ => {}
+        }
         c.find_one(doc! {"_id": HEADS_SINCE}).await
     })
     .await
