@@ -227,11 +227,14 @@ impl StatusStore {
     pub async fn record(&self, status: &CommandStatus) -> redis::RedisResult<()> {
         let body = to_json(status);
         let mut con = self.con.clone();
-        let _: () = con
+        // One exchange: stored first, then announced to the long-polls.
+        redis::pipe()
             .set_ex(key(status.correlation_id), &body, RETENTION.as_secs())
-            .await?;
-        let _: i64 = con.publish(channel(status.correlation_id), &body).await?;
-        Ok(())
+            .ignore()
+            .publish(channel(status.correlation_id), &body)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await
     }
 
     pub async fn get(&self, id: Uuid) -> redis::RedisResult<Option<CommandStatus>> {

@@ -23,7 +23,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
 use crate::errors::Fault;
-use crate::handlers::{self, Decision, accounts, ledger, pg_op};
+use crate::handlers::{self, accounts, ledger, pg_op};
 use crate::pipeline::{Incoming, Pipeline, outcome_key, parse, status_of};
 
 type Tx = Transaction<'static, Postgres>;
@@ -84,15 +84,22 @@ impl Pipeline {
         }
         let outcomes = self.apply_all(&items).await?;
         let mut envelopes = Vec::with_capacity(items.len());
-        for (it, v) in items.iter().zip(outcomes) {
+        let mut statuses = Vec::with_capacity(items.len());
+        for v in outcomes {
             let outcome: Envelope<Value> =
                 serde_json::from_value(v).map_err(|_| Abandon::NotAbsorbable)?;
             let status = status_of(&outcome).ok_or(Abandon::NotAbsorbable)?;
-            // Status first: whoever sees the outcome on Kafka can read it at once.
-            self.record_status(&status)
-                .instrument(it.m.span.clone())
-                .await?;
             envelopes.push((outcome, status.state));
+            statuses.push(status);
+        }
+        // Statuses first, so whoever sees an outcome on Kafka can read it at
+        // once; each command has its own, so they are written side by side
+        // (one pipelined exchange with Redis rather than one per event).
+        let recorded = items.iter().zip(&statuses).map(|(it, status)| {
+            self.record_status(status).instrument(it.m.span.clone())
+        });
+        for done in futures::future::join_all(recorded).await {
+            done?;
         }
         // Every send is started (in order) before any acknowledgement is awaited.
         let sends = items.iter().zip(&envelopes).map(|(it, (outcome, _))| {
@@ -123,12 +130,15 @@ impl Pipeline {
     }
 
     /// Applies every item not yet on record and returns the outcomes on
-    /// record, in order.
+    /// record, in order. Ledger entries wait in `entries` and go in with one
+    /// statement before each commit, so an effect and its entry still commit
+    /// together.
     async fn apply_all(&self, items: &[Item<'_>]) -> Result<Vec<Value>, Abandon> {
         let pg = &self.stores.pg;
         let ids: Vec<_> = items.iter().map(|it| it.env.id).collect();
         let known = ledger::outcomes(pg, &ids).await?;
         let mut outcomes = Vec::with_capacity(items.len());
+        let mut entries: Vec<(&Item<'_>, usize)> = Vec::new();
         let mut tx: Option<Tx> = None;
         // Whether `tx` holds PostgreSQL effects (not only ledger entries).
         let mut effects_pending = false;
@@ -137,37 +147,69 @@ impl Pipeline {
                 outcomes.push(v.clone());
                 continue;
             }
-            let outcome_of = |d: &Decision| {
-                serde_json::to_value(self.outcome_envelope(&it.env, &it.cmd, d)).unwrap_or_default()
-            };
-            let recorded = if let Some(w) = handlers::account_write(&it.cmd) {
+            let decision = if let Some(w) = handlers::account_write(&it.cmd) {
                 let con = open(pg, &mut tx).await?;
                 effects_pending = true;
-                accounts::apply_in(con, &it.env, w, outcome_of)
+                accounts::effect_in(con, w)
                     .instrument(it.m.span.clone())
                     .await?
+                    // A broken rule aborted the transaction.
+                    .ok_or(Abandon::NotAbsorbable)?
             } else {
                 // Its checks read PostgreSQL through the pool: commit what
                 // earlier events of the batch wrote there first.
-                if effects_pending && let Some(t) = tx.take() {
+                if effects_pending && let Some(mut t) = tx.take() {
+                    record(&mut t, &entries, &outcomes).await?;
+                    entries.clear();
                     pg_op("commit", t.commit()).await?;
                     effects_pending = false;
                 }
-                let decision = handlers::effects(&self.stores, &it.env, &it.cmd)
-                    .instrument(it.m.span.clone())
-                    .await?;
-                let con = open(pg, &mut tx).await?;
-                ledger::put(con, &it.env, &outcome_of(&decision))
+                handlers::effects(&self.stores, &it.env, &it.cmd)
                     .instrument(it.m.span.clone())
                     .await?
             };
-            // Dropping `tx` rolls the batch's uncommitted part back.
-            outcomes.push(recorded.ok_or(Abandon::NotAbsorbable)?);
+            let outcome = self.outcome_envelope(&it.env, &it.cmd, &decision);
+            entries.push((it, outcomes.len()));
+            outcomes.push(serde_json::to_value(outcome).unwrap_or_default());
         }
-        if let Some(t) = tx {
+        if !entries.is_empty() {
+            open(pg, &mut tx).await?;
+        }
+        if let Some(mut t) = tx {
+            record(&mut t, &entries, &outcomes).await?;
             pg_op("commit", t.commit()).await?;
         }
         Ok(outcomes)
+    }
+}
+
+/// Inserts the waiting ledger entries (`entries`: item and index of its
+/// outcome); an event already on record abandons the batch (dropping the
+/// transaction rolls back what it holds).
+async fn record(
+    tx: &mut Tx,
+    entries: &[(&Item<'_>, usize)],
+    outcomes: &[Value],
+) -> Result<(), Abandon> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<polystream_stores::ledger::Entry<'_>> = entries
+        .iter()
+        .map(|(it, i)| {
+            (
+                it.env.id,
+                it.env.event_type.as_str(),
+                it.env.correlationid,
+                &outcomes[*i],
+            )
+        })
+        .collect();
+    let recorded = polystream_stores::ledger::insert_many(tx, &rows).await?;
+    if recorded == rows.len() {
+        Ok(())
+    } else {
+        Err(Abandon::NotAbsorbable)
     }
 }
 

@@ -64,3 +64,39 @@ pub async fn insert(
     .await
     .map_err(pg_fault)
 }
+
+/// One row of [`insert_many`]: event id, event type, correlation id, outcome.
+pub type Entry<'a> = (Uuid, &'a str, Uuid, &'a Value);
+
+/// Records the outcomes of several events in one statement (S2's batches);
+/// returns how many were recorded — fewer than given when some event was
+/// already there. Takes a connection so it commits with the effects.
+pub async fn insert_many(con: &mut PgConnection, rows: &[Entry<'_>]) -> Result<usize, Fault> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut types = Vec::with_capacity(rows.len());
+    let mut correlations = Vec::with_capacity(rows.len());
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (id, event_type, correlation_id, outcome) in rows {
+        ids.push(*id);
+        types.push(*event_type);
+        correlations.push(*correlation_id);
+        outcomes.push((*outcome).clone());
+    }
+    let done = store_op(
+        Store::Postgres,
+        "insert_processed_events",
+        sqlx::query(
+            "INSERT INTO processed_events (event_id, event_type, correlation_id, outcome)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[])
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&types)
+        .bind(&correlations)
+        .bind(&outcomes)
+        .execute(&mut *con),
+    )
+    .await
+    .map_err(pg_fault)?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+}

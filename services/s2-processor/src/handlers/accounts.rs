@@ -102,7 +102,17 @@ pub async fn apply_in(
     w: Write<'_>,
     outcome_of: impl Fn(&Decision) -> Value,
 ) -> Result<Option<Value>, Fault> {
-    let effect = store_op(Store::Postgres, w.operation(), async {
+    match effect_in(con, w).await? {
+        Some(decision) => ledger::put(con, env, &outcome_of(&decision)).await,
+        None => Ok(None),
+    }
+}
+
+/// The effect alone, on `con`'s transaction, for a caller that records the
+/// ledger entry itself (before the same commit); `None` when a rule broke
+/// (the statement aborted the transaction).
+pub async fn effect_in(con: &mut PgConnection, w: Write<'_>) -> Result<Option<Decision>, Fault> {
+    store_op(Store::Postgres, w.operation(), async {
         match effect(con, w).await {
             Ok(d) => Ok(Some(d)),
             Err(e) => match classify_pg(&e) {
@@ -112,11 +122,7 @@ pub async fn apply_in(
         }
     })
     .await
-    .map_err(pg_fault)?;
-    match effect {
-        Some(decision) => ledger::put(con, env, &outcome_of(&decision)).await,
-        None => Ok(None),
-    }
+    .map_err(pg_fault)
 }
 
 /// The business failure a constraint violation stands for.
