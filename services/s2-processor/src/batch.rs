@@ -95,9 +95,10 @@ impl Pipeline {
         // Statuses first, so whoever sees an outcome on Kafka can read it at
         // once; each command has its own, so they are written side by side
         // (one pipelined exchange with Redis rather than one per event).
-        let recorded = items.iter().zip(&statuses).map(|(it, status)| {
-            self.record_status(status).instrument(it.m.span.clone())
-        });
+        let recorded = items
+            .iter()
+            .zip(&statuses)
+            .map(|(it, status)| self.record_status(status).instrument(it.m.span.clone()));
         for done in futures::future::join_all(recorded).await {
             done?;
         }

@@ -34,9 +34,11 @@ use tokio::task::JoinSet;
 use crate::pipeline::{Incoming, Pipeline};
 
 /// Pause a partition's fetching above this backlog, resume below the low mark,
-/// so a partition waiting on a store does not buffer without bound.
-const BACKLOG_HIGH: usize = 500;
-const BACKLOG_LOW: usize = 100;
+/// so a partition waiting on a store does not buffer without bound. The low
+/// mark leaves a few batches waiting (`BATCH_MAX_EVENTS` is 256 by default)
+/// while fetching starts again, so a busy partition is never idle.
+const BACKLOG_HIGH: usize = 2000;
+const BACKLOG_LOW: usize = 1000;
 /// How long a revocation waits for the event in flight.
 const REVOKE_WAIT: Duration = Duration::from_secs(15);
 
@@ -50,7 +52,29 @@ pub struct Lane {
     backlog: AtomicUsize,
     /// Fetching paused for backlog. Per lane, so a re-assigned partition
     /// (a new lane, resumed on assignment) never inherits a stale pause.
-    paused: AtomicBool,
+    /// A lock rather than a flag: the flag and librdkafka's own pause state
+    /// change together, or a pause could land after the resume it raced.
+    paused: Mutex<bool>,
+}
+
+impl Lane {
+    /// Pauses or resumes fetching `key` if that changes anything.
+    fn set_paused(&self, consumer: &ProcessorConsumer, key: &PartitionKey, pause: bool) {
+        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        if *paused == pause {
+            return;
+        }
+        let tpl = one(&key.0, key.1);
+        let done = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        match done {
+            Ok(()) => *paused = pause,
+            Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming a partition failed"),
+        }
+    }
 }
 
 type Lanes = Arc<Mutex<HashMap<PartitionKey, Arc<Lane>>>>;
@@ -174,12 +198,11 @@ pub async fn run(
             () = &mut stop => break,
             _ = tick.tick() => {
                 workers.retain(|_, (lane, _)| !lane.stop.load(Ordering::SeqCst));
+                // Workers resume their partition themselves; this catches
+                // a resume that failed.
                 for (k, (lane, _)) in &workers {
-                    if lane.backlog.load(Ordering::SeqCst) <= BACKLOG_LOW
-                        && lane.paused.swap(false, Ordering::SeqCst)
-                        && let Err(e) = consumer.resume(&one(&k.0, k.1))
-                    {
-                        tracing::warn!(error = %e, "resuming a partition failed");
+                    if lane.backlog.load(Ordering::SeqCst) <= BACKLOG_LOW {
+                        lane.set_paused(&consumer, k, false);
                     }
                 }
                 while tasks.try_join_next().is_some() {}
@@ -215,11 +238,8 @@ pub async fn run(
                 if tx.send(m).is_err() {
                     lane.backlog.fetch_sub(1, Ordering::SeqCst);
                 }
-                if backlog > BACKLOG_HIGH
-                    && !lane.paused.swap(true, Ordering::SeqCst)
-                    && let Err(e) = consumer.pause(&one(&key.0, key.1))
-                {
-                    tracing::warn!(error = %e, "pausing a partition failed");
+                if backlog > BACKLOG_HIGH {
+                    lane.set_paused(&consumer, &key, true);
                 }
             }
         }
@@ -252,7 +272,16 @@ async fn worker(
                 Err(_) => break,
             }
         }
-        lane.backlog.fetch_sub(batch.len(), Ordering::SeqCst);
+        let left = lane
+            .backlog
+            .fetch_sub(batch.len(), Ordering::SeqCst)
+            .saturating_sub(batch.len());
+        if left <= BACKLOG_LOW
+            && let Some(m) = batch.first()
+        {
+            // Fetch again now, while what is left is processed.
+            lane.set_paused(&consumer, &(m.topic.clone(), m.partition), false);
+        }
         // busy is raised before stop is re-read, so a revocation either sees
         // us busy and waits, or we see its stop and never start.
         lane.busy.store(true, Ordering::SeqCst);

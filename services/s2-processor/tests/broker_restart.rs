@@ -82,7 +82,7 @@ async fn a_broker_restart_under_load_stalls_no_partition() {
         t.send(&support::registration(uid, &format!("User {uid}")))
             .await;
     }
-    const PER_USER: i64 = 900;
+    const PER_USER: i64 = 3000;
     for chunk in 0..(PER_USER / 100) {
         let sends = users.iter().flat_map(|&uid| {
             (0..100).map(move |i| {
