@@ -69,6 +69,11 @@ impl Outcome {
     }
 }
 
+/// The `verb` label of `polystream_operator_api_writes_total`: what the
+/// reconciler asked of the API server (server-side apply of a child, delete
+/// of a child no longer desired, apply of a platform's status).
+pub const API_WRITE_VERBS: [&str; 3] = ["apply", "delete", "status"];
+
 /// The `condition` label values of `polystream_operator_platforms`.
 pub const PLATFORM_CONDITIONS: [&str; 4] = ["Ready", "Degraded", "Progressing", "Paused"];
 
@@ -125,6 +130,7 @@ pub struct OperatorMetrics {
     duration: Histogram,
     platforms: Family<Labels, Gauge>,
     leader: Gauge,
+    api_writes: Family<Labels, Counter>,
 }
 
 impl Default for OperatorMetrics {
@@ -167,6 +173,12 @@ impl OperatorMetrics {
             "1 while this replica holds the leader Lease, else 0",
             leader.clone(),
         );
+        let api_writes = Family::<Labels, Counter>::default();
+        registry.register(
+            "polystream_operator_api_writes",
+            "Writes the reconciler sent to the Kubernetes API server, by verb",
+            api_writes.clone(),
+        );
 
         // Pre-register every known series at 0.
         for outcome in [Outcome::Ok, Outcome::Error] {
@@ -178,6 +190,9 @@ impl OperatorMetrics {
         for condition in PLATFORM_CONDITIONS {
             let _ = platforms.get_or_create(&[("condition", condition)]);
         }
+        for verb in API_WRITE_VERBS {
+            let _ = api_writes.get_or_create(&[("verb", verb)]);
+        }
 
         Self {
             registry: Arc::new(registry),
@@ -186,6 +201,7 @@ impl OperatorMetrics {
             duration,
             platforms,
             leader,
+            api_writes,
         }
     }
 
@@ -223,6 +239,11 @@ impl OperatorMetrics {
         }
     }
 
+    /// Counts one write to the API server; `verb` is one of [`API_WRITE_VERBS`].
+    pub fn api_write(&self, verb: &'static str) {
+        self.api_writes.get_or_create(&[("verb", verb)]).inc();
+    }
+
     /// Sets the leader gauge.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -256,6 +277,9 @@ mod tests {
             "polystream_operator_platforms{condition=\"Paused\"} 0",
             "polystream_operator_reconcile_duration_seconds_count 0",
             "polystream_operator_leader 0",
+            "polystream_operator_api_writes_total{verb=\"apply\"} 0",
+            "polystream_operator_api_writes_total{verb=\"delete\"} 0",
+            "polystream_operator_api_writes_total{verb=\"status\"} 0",
         ] {
             assert!(body.contains(line), "missing {line:?} in\n{body}");
         }

@@ -4,14 +4,20 @@
 # itself, written to bench/results.md. Not a component: nothing here is
 # started by `up`.
 
-# The servers the services need during the runs.
-BENCH_SERVERS=(postgres redis kafka opensearch ferretdb prometheus jaeger)
+# The servers the services need during the runs, and the Kubernetes control
+# plane (kwok runs the pods) for the operator run.
+BENCH_SERVERS=(postgres redis kafka opensearch ferretdb prometheus jaeger
+  etcd kube_apiserver kube_controller_manager kube_scheduler kwok)
 BENCH_SERVICES=(s2_processor s3_monitor s1_gateway)
 # A second S1 for the ingest runs, publishing to a topic nothing consumes:
 # its figures are S1's own, not S1's share of two cores also running S2 and
 # S3 on the flood it produces.
 BENCH_INGEST_PORT=8010
 BENCH_INGEST_TOPIC=polystream-bench-ingest
+# The operator run's own operator and namespace (`./dev up`'s watches
+# `polystream`).
+BENCH_OPERATOR_PORT=8081
+BENCH_NAMESPACE=polystream-bench
 
 bench_build() {
   with_progress "building the services and the benchmark (cargo, profile local)" "$(logfile install-bench)" \
@@ -55,6 +61,7 @@ bench_run() {
   for c in "${BENCH_SERVICES[@]}"; do pids+="$c=$(cat "$(pidfile "$c")"),"; done
   bench_ingest_start s1_ingest "$BENCH_INGEST_PORT" || return 1
   pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),"
+  bench_operator_start || return 1
   log "benchmark (tools/bench): about 10 minutes; results in bench/results.md"
   # shellcheck source=/dev/null
   (source "$PS_STATE/env" && cd "$PS_ROOT" &&
@@ -62,8 +69,12 @@ bench_run() {
       BENCH_INGEST_API="http://127.0.0.1:$BENCH_INGEST_PORT" \
       ADMIN_EMAIL="$POLYSTREAM_ADMIN_EMAIL" ADMIN_PASSWORD="$POLYSTREAM_ADMIN_PASSWORD" \
       BENCH_PIDS="${pids%,}" BENCH_INFO="$(bench_versions)" \
+      KUBECONFIG="$(kube_kubeconfig)" BENCH_KUBE_NAMESPACE="$BENCH_NAMESPACE" \
+      BENCH_OPERATOR_URL="http://127.0.0.1:$BENCH_OPERATOR_PORT" \
+      BENCH_PLATFORM_JSON="$PS_STATE/bench-platform.json" \
       "$CARGO_TARGET_DIR/local/polystream-bench" "$@") || rc=$?
   stop_pid s1_ingest
+  stop_pid operator_bench
   log "restarting the services as ./dev up runs them"
   for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
   S1_LOCAL_LIMITS=("${limits[@]}")
@@ -82,4 +93,29 @@ bench_ingest_start() {
     bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$(svc_bin polystream-s1-gateway)"
   wait_until "$name" 60 curl -fsS -o /dev/null "http://127.0.0.1:$port/health" ||
     { warn "the benchmark's S1 $name did not start; log: $(logfile "$name")"; return 1; }
+}
+
+# bench_operator_start : the CRD, the namespace with the sample's Secrets, the
+# sample platform as JSON for the benchmark to copy, and an operator (the
+# optimised build) watching that namespace alone.
+bench_operator_start() {
+  local kubectl log
+  kubectl=$(kubectl_addr)
+  log=$(logfile operator_bench)
+  (
+    export KUBECONFIG
+    KUBECONFIG=$(kube_kubeconfig)
+    "$kubectl" apply --server-side -f "$PS_ROOT/crds/" &&
+      crd_established "$kubectl" streamingplatforms.polystream.dev 60 &&
+      "$kubectl" create namespace "$BENCH_NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - &&
+      "$kubectl" -n "$BENCH_NAMESPACE" apply -f "$PS_ROOT/k8s/samples/secrets.yaml" &&
+      "$kubectl" create --dry-run=client -o json -f "$PS_ROOT/k8s/samples/streamingplatform.yaml" \
+        >"$PS_STATE/bench-platform.json"
+  ) >>"$log" 2>&1 || { warn "cannot prepare the operator run; log: $log"; return 1; }
+  # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
+  spawn operator_bench env OPERATOR_HTTP_ADDR="127.0.0.1:$BENCH_OPERATOR_PORT" \
+    WATCH_NAMESPACE="$BENCH_NAMESPACE" LEADER_ELECTION=false OTEL_SERVICE_NAME=polystream-operator-bench \
+    bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$(svc_bin polystream-operator)"
+  wait_until operator_bench 120 curl -fsS -o /dev/null "http://127.0.0.1:$BENCH_OPERATOR_PORT/ready" ||
+    { warn "the benchmark's operator did not start; log: $log"; return 1; }
 }

@@ -493,6 +493,7 @@ async fn reconcile_platform(cached: &DynamicObject, ctx: &Context) -> Result<Act
                 "update the status of",
                 format!("StreamingPlatform {namespace}/{name}"),
             ))?;
+        ctx.metrics.api_write("status");
     }
 
     let mut notices = status::notices(sp.status.as_ref(), &next);
@@ -639,6 +640,7 @@ impl ChildSync<'_> {
                 )
                 .await
                 .map_err(kube_error("apply", what.clone()))?;
+            self.ctx.metrics.api_write("apply");
             lock(&self.ctx.in_sync).insert(key, fingerprint);
             if drifted {
                 self.restored.push(format!("{kind} {name}"));
@@ -657,7 +659,9 @@ impl ChildSync<'_> {
             }
             let what = format!("{kind} {}/{name}", self.namespace);
             tracing::info!(object = %what, "deleting a child no longer desired");
-            match api.delete(&name, &DeleteParams::background()).await {
+            let deleted = api.delete(&name, &DeleteParams::background()).await;
+            self.ctx.metrics.api_write("delete");
+            match deleted {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(kube_error("delete", what)(e)),

@@ -5,6 +5,7 @@
 
 mod limit;
 mod load;
+mod operator;
 mod outcomes;
 mod procs;
 mod report;
@@ -70,8 +71,32 @@ pub struct Args {
     /// Open-loop command rates for the end-to-end latency runs.
     #[arg(long, value_delimiter = ',', default_value = "200,1000,2000")]
     pub rates: Vec<u64>,
-    /// Only these runs (s2, e2e, reads, ingest, registrations); all if unset.
-    #[arg(long, value_delimiter = ',', value_parser = ["s2", "e2e", "reads", "ingest", "registrations"])]
+    /// StreamingPlatforms applied at once in the operator run.
+    #[arg(long, default_value_t = 100)]
+    pub platforms: usize,
+    /// Seconds the operator's writes are counted once the platforms are up.
+    #[arg(long, default_value_t = 60)]
+    pub steady_seconds: u64,
+    /// Namespace of the operator run's platforms (watched by its operator).
+    #[arg(long, env = "BENCH_KUBE_NAMESPACE", default_value = "polystream-bench")]
+    pub kube_namespace: String,
+    /// The operator that watches that namespace (its /metrics).
+    #[arg(
+        long,
+        env = "BENCH_OPERATOR_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub operator_url: String,
+    /// The StreamingPlatform applied, as JSON (`./dev bench` renders
+    /// k8s/samples/streamingplatform.yaml).
+    #[arg(
+        long,
+        env = "BENCH_PLATFORM_JSON",
+        default_value = "bench/platform.json"
+    )]
+    pub platform_json: PathBuf,
+    /// Only these runs (s2, e2e, reads, ingest, registrations, operator); all if unset.
+    #[arg(long, value_delimiter = ',', value_parser = ["s2", "e2e", "reads", "ingest", "registrations", "operator"])]
     pub only: Vec<String>,
     /// Where the table goes.
     #[arg(long, default_value = "bench/results.md")]
@@ -87,8 +112,15 @@ impl Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if args.seconds == 0 || args.rates.contains(&0) || args.events == 0 {
-        eprintln!("error: --seconds, --rates and --events must be positive");
+    if args.seconds == 0
+        || args.rates.contains(&0)
+        || args.events == 0
+        || args.platforms == 0
+        || args.steady_seconds == 0
+    {
+        eprintln!(
+            "error: --seconds, --rates, --events, --platforms and --steady-seconds must be positive"
+        );
         return ExitCode::from(2);
     }
     match scenarios::run(&args).await {

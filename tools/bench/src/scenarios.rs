@@ -96,6 +96,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     if on("registrations") {
         report.tables.push(registrations(&mut ctx).await?);
     }
+    if on("operator") {
+        report
+            .tables
+            .push(crate::operator::run(args, &ctx.http).await?);
+    }
     let mut memory = std::mem::replace(&mut ctx.memory, Table::new("", &[]));
     memory.note("Peak is the process's VmHWM: the most it ever held since it started.");
     report.tables.push(memory);
