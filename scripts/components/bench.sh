@@ -30,7 +30,7 @@ bench_build() {
 bench_versions() {
   local c out=""
   for c in postgres redis kafka opensearch ferretdb; do out+="$c $("${c}_version"), "; done
-  printf 'commit=%s%s;servers=%s;rust=%s;build=cargo profile local (Cargo.toml), services started by ./dev bench' \
+  printf 'commit=%s%s;servers=%s;rust=%s;build=cargo profile local (Cargo.toml), services started by ./dev bench;traces=sampled 10 %% (parentbased_traceidratio 0.1, as k8s/samples/streamingplatform.yaml), exported to a fresh Jaeger' \
     "$(git -C "$PS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "$(git -C "$PS_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
     "${out%, }" "$(rustc --version 2>/dev/null | cut -d' ' -f2)"
@@ -47,8 +47,16 @@ bench_run() {
       return
     fi
   done
+  # Jaeger keeps traces in memory (up to 100 000): a store filled by earlier
+  # runs took ~40 % of a core evicting while the services exported, so the
+  # runs start with an empty one.
+  stop_one jaeger
   start_components "${BENCH_SERVERS[@]}"
   bench_build || return 1
+  # Traces sampled as the sample StreamingPlatform keeps them in a cluster
+  # (k8s/samples/streamingplatform.yaml: samplingRatio 0.1); `./dev up`
+  # keeps every one.
+  export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1
   # That build holds the services too: svc_start need not build them again.
   _svc_built=1
   SVC_PROFILE=local
@@ -75,6 +83,7 @@ bench_run() {
       "$CARGO_TARGET_DIR/local/polystream-bench" "$@") || rc=$?
   stop_pid s1_ingest
   stop_pid operator_bench
+  unset OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
   log "restarting the services as ./dev up runs them"
   for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
   S1_LOCAL_LIMITS=("${limits[@]}")

@@ -1,6 +1,7 @@
 //! Kafka from the benchmark's side: a watcher that timestamps every outcome
 //! S2 publishes on `response_events`, and a producer that puts commands on
-//! `user_events` directly (to load S2 without S1 in front of it).
+//! `user_events` directly (to load S2 without S1 in front of it), or
+//! outcomes on `response_events` (to load S3 alone).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,24 +96,38 @@ pub async fn publish_all(
     topic: &str,
     commands: Vec<Command>,
 ) -> anyhow::Result<Vec<Uuid>> {
-    let mut ids = Vec::with_capacity(commands.len());
-    let mut pending = Vec::with_capacity(commands.len());
-    for c in commands {
-        let id = Uuid::now_v7();
+    let envelopes = commands.into_iter().map(|c| {
+        let key = c.subject();
         let envelope = Envelope::new(
             "polystream-bench",
             c.event_type(),
             Some(c.subject()),
-            id,
+            Uuid::now_v7(),
             c.to_data(),
         );
+        (key, envelope)
+    });
+    publish_envelopes(producer, topic, envelopes.collect()).await
+}
+
+/// Publishes each `(key, envelope)` with the CloudEvents headers S1 and S2
+/// set, all enqueued before any acknowledgement is awaited; returns their
+/// correlation ids.
+pub async fn publish_envelopes(
+    producer: &FutureProducer,
+    topic: &str,
+    envelopes: Vec<(String, Envelope<serde_json::Value>)>,
+) -> anyhow::Result<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(envelopes.len());
+    let mut pending = Vec::with_capacity(envelopes.len());
+    for (key, envelope) in envelopes {
+        let id = envelope.correlationid;
         let payload = serde_json::to_vec(&envelope)?;
-        let key = c.subject();
         let correlation = id.to_string();
         let headers = rdkafka::message::OwnedHeaders::new()
             .insert(rdkafka::message::Header {
                 key: polystream_common::events::headers::CE_TYPE,
-                value: Some(c.event_type()),
+                value: Some(envelope.event_type.as_str()),
             })
             .insert(rdkafka::message::Header {
                 key: polystream_common::events::headers::CE_CORRELATION_ID,
