@@ -182,9 +182,13 @@ EOF
   local jvm=(java -Xms256m -Xmx1g -XX:+UseG1GC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$libs/*")
   if [[ ! -f $dir/data/meta.properties ]]; then
-    # A Kafka cluster id is 16 random bytes in unpadded URL-safe base64.
-    local id
-    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A Kafka cluster id is 16 random bytes in unpadded URL-safe base64 —
+    # never starting with '-', which the tool would take for an option (one
+    # first start in 64 failed so).
+    local id=-
+    while [[ $id == -* ]]; do
+      id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     info "formatting Kafka storage (cluster id $id)"
     if ! "${jvm[@]}" kafka.tools.StorageTool format --standalone --ignore-formatted \
       -t "$id" -c "$dir/server.properties" >>"$(logfile kafka)" 2>&1; then
