@@ -14,6 +14,7 @@ BENCH_SERVICES=(s2_processor s3_monitor s1_gateway)
 # S3 on the flood it produces.
 BENCH_INGEST_PORT=8010
 BENCH_INGEST_TOPIC=polystream-bench-ingest
+BENCH_REDIS_DB=1
 # The operator run's own operator and namespace (`./dev up`'s watches
 # `polystream`).
 BENCH_OPERATOR_PORT=8081
@@ -82,6 +83,8 @@ bench_run() {
       BENCH_PLATFORM_JSON="$PS_STATE/bench-platform.json" \
       "$CARGO_TARGET_DIR/local/polystream-bench" "$@") || rc=$?
   stop_pid s1_ingest
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$BENCH_REDIS_DB" flushdb >/dev/null ||
+    warn "could not empty the ingest S1's Redis database $BENCH_REDIS_DB"
   stop_pid operator_bench
   unset OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG
   log "restarting the services as ./dev up runs them"
@@ -92,14 +95,17 @@ bench_run() {
 }
 
 # bench_ingest_start NAME PORT [VAR=VALUE...] : an ingest S1 (see
-# BENCH_INGEST_PORT), started like s1_gateway otherwise.
+# BENCH_INGEST_PORT), started like s1_gateway otherwise, but on a Redis
+# database of its own: each of its commands leaves a pending status no one
+# completes (kept 7 days), hundreds of thousands a run, emptied afterwards.
 bench_ingest_start() {
   local name=$1 port=$2
   shift 2
   # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
   spawn "$name" env HTTP_ADDR="127.0.0.1:$port" KAFKA_TOPIC_USER_EVENTS="$BENCH_INGEST_TOPIC" \
     OTEL_SERVICE_NAME="polystream-s1-bench-$name" "${S1_LOCAL_LIMITS[@]}" "$S1_LOCAL_SEED_ACCESS" "$@" \
-    bash -c 'source "$1" && exec "$2"' _ "$PS_STATE/env" "$(svc_bin polystream-s1-gateway)"
+    bash -c 'source "$1" && export REDIS_URL="$REDIS_URL/$3" && exec "$2"' _ "$PS_STATE/env" \
+    "$(svc_bin polystream-s1-gateway)" "$BENCH_REDIS_DB"
   wait_until "$name" 60 curl -fsS -o /dev/null "http://127.0.0.1:$port/health" ||
     { warn "the benchmark's S1 $name did not start; log: $(logfile "$name")"; return 1; }
 }
