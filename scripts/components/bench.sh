@@ -66,7 +66,7 @@ bench_run() {
     RATE_LIMIT_WRITES=100000000/min RATE_LIMIT_READS=100000000/min RATE_LIMIT_STATUS=100000000/min)
   for c in "${BENCH_SERVICES[@]}"; do stop_one "$c"; done
   start_components "${BENCH_SERVICES[@]}"
-  ferretdb_index_ids || return 1
+  ferretdb_index_lookups || return 1
   for c in "${BENCH_SERVICES[@]}"; do pids+="$c=$(cat "$(pidfile "$c")"),"; done
   bench_ingest_start s1_ingest "$BENCH_INGEST_PORT" || return 1
   pids+="s1_ingest=$(cat "$(pidfile s1_ingest)"),"
@@ -114,23 +114,14 @@ bench_ingest_start() {
 # sample platform as JSON for the benchmark to copy, and an operator (the
 # optimised build) watching that namespace alone.
 bench_operator_start() {
-  local kubectl log
-  kubectl=$(kubectl_addr)
+  local log
   log=$(logfile operator_bench)
-  (
-    export KUBECONFIG
-    KUBECONFIG=$(kube_kubeconfig)
-    "$kubectl" apply --server-side -f "$PS_ROOT/crds/" &&
-      crd_established "$kubectl" streamingplatforms.polystream.dev 60 &&
-      "$kubectl" create namespace "$BENCH_NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - &&
-      "$kubectl" -n "$BENCH_NAMESPACE" apply -f "$PS_ROOT/k8s/samples/secrets.yaml" &&
-      "$kubectl" create --dry-run=client -o json -f "$PS_ROOT/k8s/samples/streamingplatform.yaml" \
+  {
+    operator_namespace "$BENCH_NAMESPACE" &&
+      "$(kubectl_addr)" create --dry-run=client -o json -f "$PS_ROOT/k8s/samples/streamingplatform.yaml" \
         >"$PS_STATE/bench-platform.json"
-  ) >>"$log" 2>&1 || { warn "cannot prepare the operator run; log: $log"; return 1; }
-  # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
-  spawn operator_bench env OPERATOR_HTTP_ADDR="127.0.0.1:$BENCH_OPERATOR_PORT" \
-    WATCH_NAMESPACE="$BENCH_NAMESPACE" LEADER_ELECTION=false OTEL_SERVICE_NAME=polystream-operator-bench \
-    bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$(svc_bin polystream-operator)"
+  } >>"$log" 2>&1 || { warn "cannot prepare the operator run; log: $log"; return 1; }
+  operator_spawn operator_bench "$BENCH_OPERATOR_PORT" "$BENCH_NAMESPACE" OTEL_SERVICE_NAME=polystream-operator-bench
   wait_until operator_bench 120 curl -fsS -o /dev/null "http://127.0.0.1:$BENCH_OPERATOR_PORT/ready" ||
     { warn "the benchmark's operator did not start; log: $log"; return 1; }
 }

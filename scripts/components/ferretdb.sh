@@ -47,7 +47,7 @@ ferretdb_install() {
 
 # The PostgreSQL backend rather than SQLite: it pushes an equality filter on
 # a string, integer or date field down as `_jsonb->'field' @> value`, which
-# an index can answer (see ferretdb_index_ids), and it takes concurrent
+# an index can answer (see ferretdb_index_lookups), and it takes concurrent
 # writers; on SQLite every filter but `_id` read the whole collection and one
 # writer at a time capped S2 (docs/ferretdb.md, docs/performance.md).
 ferretdb_start() {
@@ -73,9 +73,7 @@ ferretdb_start() {
     --log-level=info
 }
 
-_ferretdb_pg_url() {
-  echo "postgres://polystream:polystream@$(postgres_addr)/$FERRETDB_PG_DATABASE"
-}
+_ferretdb_pg_url() { postgres_url "$FERRETDB_PG_DATABASE"; }
 
 # The backend's database, once. Commits there are not flushed before they
 # are acknowledged (synchronous_commit=off): a crash of PostgreSQL or
@@ -83,7 +81,8 @@ _ferretdb_pg_url() {
 # fine for a dev machine (a cluster runs real MongoDB), and every write no
 # longer waits for the disk.
 _ferretdb_database() {
-  local url=postgres://polystream:polystream@$(postgres_addr)/polystream
+  local url
+  url=$(postgres_url)
   "$POSTGRES_BIN/psql" -qtAX "$url" -c "SELECT 1 FROM pg_database WHERE datname = '$FERRETDB_PG_DATABASE'" 2>>"$(logfile ferretdb)" | grep -q 1 && return 0
   "$POSTGRES_BIN/psql" -qX -v ON_ERROR_STOP=1 "$url" \
     -c "CREATE DATABASE $FERRETDB_PG_DATABASE" \
@@ -111,7 +110,7 @@ ferretdb_ready() {
   [[ $reply == *isWritablePrimary* ]]
 }
 
-# ferretdb_index_ids : FerretDB v1.24 declares a MongoDB index as a btree on
+# ferretdb_index_lookups : FerretDB v1.24 declares a MongoDB index as a btree on
 # `(_jsonb->'field')`, but pushes an equality filter down as
 # `_jsonb->'field' @> value`, which only a GIN index answers, so every
 # `{user_id: 42}` read the whole table (EXPLAIN: Seq Scan) — `_id` lookups
@@ -119,7 +118,7 @@ ferretdb_ready() {
 # index the services declared, and on `_id`, for every collection of the
 # platform's database; idempotent, run by `up` once the services have
 # created their collections.
-ferretdb_index_ids() {
+ferretdb_index_lookups() {
   "$POSTGRES_BIN/psql" -qX -v ON_ERROR_STOP=1 "$(_ferretdb_pg_url)" >>"$(logfile ferretdb)" 2>&1 <<'SQL'
 DO $$
 DECLARE r record;

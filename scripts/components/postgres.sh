@@ -10,7 +10,9 @@ POSTGRES_BIN=/usr/lib/postgresql/$POSTGRES_VERSION/bin
 postgres_version() { echo "$POSTGRES_VERSION"; }
 postgres_installed() { pkg_installed postgres "$POSTGRES_VERSION" && [[ -x $POSTGRES_BIN/postgres ]]; }
 postgres_addr() { echo "127.0.0.1:$POSTGRES_PORT"; }
-postgres_env() { echo "DATABASE_URL=postgres://polystream:polystream@127.0.0.1:$POSTGRES_PORT/polystream"; }
+# postgres_url [DATABASE] : the platform role's URL for a database (default polystream).
+postgres_url() { echo "postgres://polystream:polystream@$(postgres_addr)/${1:-polystream}"; }
+postgres_env() { echo "DATABASE_URL=$(postgres_url)"; }
 
 postgres_install() {
   apt_ensure "postgresql-$POSTGRES_VERSION" "postgresql-client-$POSTGRES_VERSION" || return 1

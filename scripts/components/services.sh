@@ -100,26 +100,42 @@ crd_established() {
   return 1
 }
 
-operator_start() {
-  svc_build || return 1
-  [[ -f $PS_STATE/env ]] || { warn "operator needs the local servers' settings: run ./dev up"; return 1; }
-  local kubectl log
+# operator_namespace NS [FILE...] : the CRD (once Established), namespace NS
+# with the sample's Secrets and each FILE, applied the way a user would
+# (idempotent), against the local API server.
+operator_namespace() {
+  local ns=$1 kubectl files=(-f "$PS_ROOT/k8s/samples/secrets.yaml") f
+  shift
+  for f in "$@"; do files+=(-f "$f"); done
   kubectl=$(kubectl_addr)
-  log=$(logfile operator)
-  # The CRD and the sample, applied the way a user would (idempotent).
   (
     export KUBECONFIG
     KUBECONFIG=$(kube_kubeconfig)
     "$kubectl" apply --server-side -f "$PS_ROOT/crds/" &&
       crd_established "$kubectl" streamingplatforms.polystream.dev 60 &&
-      "$kubectl" create namespace "$OPERATOR_NAMESPACE" --dry-run=client -o yaml | "$kubectl" apply -f - &&
-      "$kubectl" -n "$OPERATOR_NAMESPACE" apply \
-        -f "$PS_ROOT/k8s/samples/secrets.yaml" -f "$PS_ROOT/k8s/samples/streamingplatform.yaml"
-  ) >>"$log" 2>&1 || { warn "cannot apply the CRD and the sample platform; log: $log"; return 1; }
+      "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - &&
+      "$kubectl" -n "$ns" apply "${files[@]}"
+  )
+}
+
+# operator_spawn NAME PORT NS [VAR=VALUE...] : an operator watching NS alone,
+# its HTTP endpoints on PORT, without leader election (one replica).
+operator_spawn() {
+  local name=$1 port=$2 ns=$3
+  shift 3
   # shellcheck disable=SC2016 # expanded by the child shell, after sourcing env
-  spawn operator env OPERATOR_HTTP_ADDR="127.0.0.1:$OPERATOR_PORT" WATCH_NAMESPACE="$OPERATOR_NAMESPACE" \
-    LEADER_ELECTION=false \
+  spawn "$name" env OPERATOR_HTTP_ADDR="127.0.0.1:$port" WATCH_NAMESPACE="$ns" LEADER_ELECTION=false "$@" \
     bash -c 'source "$1" && exec "$2" run' _ "$PS_STATE/env" "$(svc_bin polystream-operator)"
+}
+
+operator_start() {
+  svc_build || return 1
+  [[ -f $PS_STATE/env ]] || { warn "operator needs the local servers' settings: run ./dev up"; return 1; }
+  local log
+  log=$(logfile operator)
+  operator_namespace "$OPERATOR_NAMESPACE" "$PS_ROOT/k8s/samples/streamingplatform.yaml" >>"$log" 2>&1 ||
+    { warn "cannot apply the CRD and the sample platform; log: $log"; return 1; }
+  operator_spawn operator "$OPERATOR_PORT" "$OPERATOR_NAMESPACE"
 }
 
 # --- demo data (tools/demo-data) ----------------------------------------------

@@ -155,7 +155,7 @@ impl Pipeline {
                     .instrument(it.m.span.clone())
                     .await?
                     // A broken rule aborted the transaction.
-                    .ok_or(Abandon::NotAbsorbable)?
+                    .map_err(|_| Abandon::NotAbsorbable)?
             } else {
                 // Its checks read PostgreSQL through the pool: commit what
                 // earlier events of the batch wrote there first.

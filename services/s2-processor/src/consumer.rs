@@ -58,13 +58,13 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// Pauses or resumes fetching `key` if that changes anything.
-    fn set_paused(&self, consumer: &ProcessorConsumer, key: &PartitionKey, pause: bool) {
+    /// Pauses or resumes fetching the partition if that changes anything.
+    fn set_paused(&self, consumer: &ProcessorConsumer, topic: &str, partition: i32, pause: bool) {
         let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
         if *paused == pause {
             return;
         }
-        let tpl = one(&key.0, key.1);
+        let tpl = one(topic, partition);
         let done = if pause {
             consumer.pause(&tpl)
         } else {
@@ -202,7 +202,7 @@ pub async fn run(
                 // a resume that failed.
                 for (k, (lane, _)) in &workers {
                     if lane.backlog.load(Ordering::SeqCst) <= BACKLOG_LOW {
-                        lane.set_paused(&consumer, k, false);
+                        lane.set_paused(&consumer, &k.0, k.1, false);
                     }
                 }
                 while tasks.try_join_next().is_some() {}
@@ -239,7 +239,7 @@ pub async fn run(
                     lane.backlog.fetch_sub(1, Ordering::SeqCst);
                 }
                 if backlog > BACKLOG_HIGH {
-                    lane.set_paused(&consumer, &key, true);
+                    lane.set_paused(&consumer, &key.0, key.1, true);
                 }
             }
         }
@@ -280,7 +280,7 @@ async fn worker(
             && let Some(m) = batch.first()
         {
             // Fetch again now, while what is left is processed.
-            lane.set_paused(&consumer, &(m.topic.clone(), m.partition), false);
+            lane.set_paused(&consumer, &m.topic, m.partition, false);
         }
         // busy is raised before stop is re-read, so a revocation either sees
         // us busy and waits, or we see its stop and never start.

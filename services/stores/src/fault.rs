@@ -152,6 +152,11 @@ pub fn mongo_is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
+/// MongoDB `NamespaceExists` (48): a collection created meanwhile.
+pub fn mongo_is_namespace_exists(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 48)
+}
+
 /// Server error codes that mean the server is (re)starting, stepping down,
 /// unreachable or slow: HostUnreachable 6, HostNotFound 7, NetworkTimeout 89,
 /// ShutdownInProgress 91, PrimarySteppedDown 189, ExceededTimeLimit 262,

@@ -80,7 +80,7 @@ pub async fn insert_many(con: &mut PgConnection, rows: &[Entry<'_>]) -> Result<u
         ids.push(*id);
         types.push(*event_type);
         correlations.push(*correlation_id);
-        outcomes.push((*outcome).clone());
+        outcomes.push(*outcome);
     }
     let done = store_op(
         Store::Postgres,

@@ -53,7 +53,7 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> 
         if !existing.iter().any(|c| c == name) {
             match db.create_collection(name).await {
                 // Another service created it first.
-                Err(e) if is_namespace_exists(&e) => {}
+                Err(e) if crate::fault::mongo_is_namespace_exists(&e) => {}
                 other => other?,
             }
         }
@@ -83,9 +83,4 @@ pub async fn ensure_indexes(db: &Database) -> Result<(), mongodb::error::Error> 
         .create_index(index(doc! {"genres": 1, "year": -1}, false))
         .await?;
     Ok(())
-}
-
-/// MongoDB's `NamespaceExists` (48).
-fn is_namespace_exists(e: &mongodb::error::Error) -> bool {
-    matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48)
 }

@@ -182,9 +182,10 @@ pub async fn heads_since(db: &Database) -> Result<chrono::DateTime<chrono::Utc>,
             )
             .upsert(true)
             .await;
-        match upsert {
-            Err(e) if !mongo_is_duplicate_key(&e) => return Err(e),
-            _ => {}
+        if let Err(e) = upsert
+            && !mongo_is_duplicate_key(&e)
+        {
+            return Err(e);
         }
         c.find_one(doc! {"_id": HEADS_SINCE}).await
     })

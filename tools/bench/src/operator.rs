@@ -91,7 +91,7 @@ async fn remove_all(api: &Api<DynamicObject>) -> anyhow::Result<()> {
     }
 }
 
-fn ms(d: Option<Duration>) -> String {
+fn secs(d: Option<Duration>) -> String {
     d.map_or_else(|| "–".into(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
@@ -165,9 +165,9 @@ pub async fn run(args: &Args, http: &reqwest::Client) -> anyhow::Result<Table> {
         };
         format!(
             "{} / {} / {}{missing}",
-            ms(p(v, 0.5)),
-            ms(p(v, 0.99)),
-            ms(v.last().map(|m| Duration::from_millis(*m))),
+            secs(p(v, 0.5)),
+            secs(p(v, 0.99)),
+            secs(v.last().map(|m| Duration::from_millis(*m))),
         )
     };
 

@@ -97,17 +97,28 @@ pub async fn publish_all(
     commands: Vec<Command>,
 ) -> anyhow::Result<Vec<Uuid>> {
     let envelopes = commands.into_iter().map(|c| {
-        let key = c.subject();
-        let envelope = Envelope::new(
-            "polystream-bench",
-            c.event_type(),
-            Some(c.subject()),
-            Uuid::now_v7(),
-            c.to_data(),
-        );
-        (key, envelope)
+        (
+            c.subject(),
+            envelope(c.event_type(), c.subject(), c.to_data()),
+        )
     });
     publish_envelopes(producer, topic, envelopes.collect()).await
+}
+
+/// An event from the benchmark under a new correlation id, keyed like the
+/// platform keys it (by `subject`).
+pub fn envelope(
+    event_type: &str,
+    subject: String,
+    data: serde_json::Value,
+) -> Envelope<serde_json::Value> {
+    Envelope::new(
+        "polystream-bench",
+        event_type,
+        Some(subject),
+        Uuid::now_v7(),
+        data,
+    )
 }
 
 /// Publishes each `(key, envelope)` with the CloudEvents headers S1 and S2

@@ -296,14 +296,11 @@ fn completed(user_id: i64) -> (String, Envelope<Value>) {
         command_type: command.event_type().into(),
         result: json!({"user_id": user_id}),
     });
-    let envelope = Envelope::new(
-        "polystream-bench",
-        outcome.event_type(),
-        Some(command.subject()),
-        Uuid::now_v7(),
-        outcome.to_data(),
-    );
-    (command.subject(), envelope)
+    let subject = command.subject();
+    (
+        subject.clone(),
+        outcomes::envelope(outcome.event_type(), subject, outcome.to_data()),
+    )
 }
 
 async fn setup(ctx: &Ctx<'_>) -> anyhow::Result<()> {
@@ -831,12 +828,11 @@ async fn registrations(ctx: &mut Ctx<'_>) -> anyhow::Result<Table> {
             "RSS after / peak (MiB)",
         ],
     );
-    let main = ctx
+    let api = ctx
         .args
         .ingest_api
         .clone()
         .unwrap_or_else(|| ctx.args.api.clone());
-    let api = main;
     eprintln!("[bench] seed registrations, 50 clients");
     let base = api.clone();
     let url: Arc<dyn Fn(u64) -> String + Send + Sync> =

@@ -54,20 +54,7 @@ pub async fn apply(
     outcome_of: impl Fn(&Decision) -> Value,
 ) -> Result<Value, Fault> {
     let mut tx = pg_op("begin", pg.begin()).await?;
-    // A broken rule is the store answering correctly: the call counts as
-    // `ok`; only faults are store errors.
-    let effect = store_op(Store::Postgres, w.operation(), async {
-        match effect(&mut tx, w).await {
-            Ok(d) => Ok(Ok(d)),
-            Err(e) => match classify_pg(&e) {
-                PgClass::Fault(_) => Err(e),
-                class => Ok(Err(class)),
-            },
-        }
-    })
-    .await
-    .map_err(pg_fault)?;
-    let decision = match effect {
+    let decision = match effect_in(&mut tx, w).await? {
         Ok(d) => d,
         Err(class) => {
             // The failed statement aborted the transaction: the failure is
@@ -91,33 +78,21 @@ pub async fn apply(
     }
 }
 
-/// [`apply`] inside the caller's transaction, for a batch of events: the
-/// effect and the ledger entry, or `None` when the command breaks a rule or
-/// is already on record — the statement that failed aborted the
-/// transaction, so the caller rolls the whole batch back and handles its
-/// events one by one.
-pub async fn apply_in(
+/// The effect alone, on `con`'s transaction: its decision, or the class of
+/// the rule it broke (the failed statement aborted the transaction). A
+/// broken rule is the store answering correctly: the call counts as `ok`;
+/// only faults are store errors. [`apply`] records the outcome in the same
+/// transaction; a batch records its entries itself before the same commit.
+pub async fn effect_in(
     con: &mut PgConnection,
-    env: &Envelope<Value>,
     w: Write<'_>,
-    outcome_of: impl Fn(&Decision) -> Value,
-) -> Result<Option<Value>, Fault> {
-    match effect_in(con, w).await? {
-        Some(decision) => ledger::put(con, env, &outcome_of(&decision)).await,
-        None => Ok(None),
-    }
-}
-
-/// The effect alone, on `con`'s transaction, for a caller that records the
-/// ledger entry itself (before the same commit); `None` when a rule broke
-/// (the statement aborted the transaction).
-pub async fn effect_in(con: &mut PgConnection, w: Write<'_>) -> Result<Option<Decision>, Fault> {
+) -> Result<Result<Decision, PgClass>, Fault> {
     store_op(Store::Postgres, w.operation(), async {
         match effect(con, w).await {
-            Ok(d) => Ok(Some(d)),
+            Ok(d) => Ok(Ok(d)),
             Err(e) => match classify_pg(&e) {
                 PgClass::Fault(_) => Err(e),
-                _ => Ok(None),
+                class => Ok(Err(class)),
             },
         }
     })
