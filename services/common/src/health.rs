@@ -37,16 +37,13 @@ impl Check {
 impl Check {
     /// Kafka answers a metadata request (run off the async threads: the
     /// client call blocks).
-    pub fn kafka(publisher: impl crate::kafka::Deliver + Send + Sync + 'static) -> Self {
-        use rdkafka::producer::Producer;
+    pub fn kafka(publisher: impl crate::kafka::Deliver + Clone + Send + Sync + 'static) -> Self {
         Self::new("kafka", move || {
-            let client = publisher.producer();
+            let publisher = publisher.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
-                    client
-                        .client()
-                        .fetch_metadata(None, Duration::from_secs(2))
-                        .map(|_| ())
+                    publisher
+                        .probe(Duration::from_secs(2))
                         .map_err(|e| e.to_string())
                 })
                 .await

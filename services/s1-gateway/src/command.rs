@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use polystream_common::events::{Command, Envelope, Violation};
 use polystream_common::instrument::{Store, store_op};
+use polystream_common::kafka::PublishError;
 use polystream_common::problem::{InvalidParam, Problem};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -64,7 +65,8 @@ pub fn violations_problem(violations: Vec<Violation>, fields: FieldMap<'_>) -> P
     )
 }
 
-/// Publishes `command` and records it as pending; 503 unless Kafka acknowledged it.
+/// Publishes `command` and records it as pending: 202 once Kafka acknowledged
+/// it, 503 when Kafka certainly did not store it, 504 when it may have.
 ///
 /// Under an `Idempotency-Key` ([`crate::idempotency`]) the event is recorded
 /// before it is sent, and a retry of a request whose event may already be on
@@ -112,21 +114,31 @@ pub async fn submit(
         return Err(ApiError::unavailable("redis", e));
     }
     let topic = &state.config.topics.user_events;
-    // The producer gives up at the same deadline; the margin lets its own,
-    // more precise error arrive first.
+    // The producer gives up at the same deadline, but notices it on a
+    // once-a-second scan: the margin lets its own error, which knows whether
+    // the record ever left (503) or not (504), arrive first.
     let sent = tokio::time::timeout(
-        state.config.kafka_ack_timeout + std::time::Duration::from_millis(500),
+        state.config.kafka_ack_timeout + std::time::Duration::from_secs(2),
         polystream_common::kafka::publish(&state.producer, topic, &subject, &envelope, &[]),
     )
     .await;
+    let status_url = format!(
+        "{}{status_prefix}/{correlation_id}",
+        state.config.public_url
+    );
     match sent {
         Ok(Ok((partition, offset))) => {
             tracing::info!(%correlation_id, event_type, partition, offset, "command published");
         }
+        Ok(Err(PublishError::MaybeStored(e))) => {
+            return Err(outcome_unknown(&correlation_id, &status_url, e));
+        }
         Ok(Err(e)) => return Err(ApiError::unavailable("kafka", e)),
+        // Still queued in librdkafka, which may deliver it yet.
         Err(_) => {
-            return Err(ApiError::unavailable(
-                "kafka",
+            return Err(outcome_unknown(
+                &correlation_id,
+                &status_url,
                 format!(
                     "no acknowledgement within {}s",
                     state.config.kafka_ack_timeout.as_secs()
@@ -147,10 +159,7 @@ pub async fn submit(
     }
     let mut accepted = Accepted {
         correlation_id,
-        status_url: format!(
-            "{}{status_prefix}/{correlation_id}",
-            state.config.public_url
-        ),
+        status_url,
         user_id: None,
         title_id: None,
         payment_id: None,
@@ -159,6 +168,33 @@ pub async fn submit(
     };
     accepted.name_new_resource(&command);
     Ok(accepted)
+}
+
+/// 504: the event was sent but Kafka's acknowledgement never came, so it may
+/// be stored and processed after all. Unlike a 503 this is not "nothing
+/// happened": the problem's `instance` is the command's status URL, and a
+/// retry is safe only under the same `Idempotency-Key`.
+fn outcome_unknown(
+    correlation_id: &Uuid,
+    status_url: &str,
+    err: impl std::fmt::Display,
+) -> ApiError {
+    tracing::warn!(%correlation_id, error = %err, "Kafka did not acknowledge a command it may have stored");
+    let mut problem = Problem::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "outcome-unknown",
+        "Outcome unknown",
+    )
+    .detail(format!(
+        "Kafka did not acknowledge command {correlation_id} in time, but may have stored it; \
+         its status URL shows the outcome once it is processed. Retry only with the same \
+         Idempotency-Key: without one a retry may apply the command twice"
+    ))
+    .retry_after(std::time::Duration::from_secs(
+        crate::error::RETRY_AFTER_SECONDS,
+    ));
+    problem.instance = Some(status_url.to_owned());
+    ApiError::from(problem)
 }
 
 impl Accepted {

@@ -4,9 +4,10 @@
 //! The record in Redis moves through three states:
 //! - `started`: the first request is running; a concurrent retry gets `409`.
 //! - `published`: [`crate::command::submit`] stored the exact event it is about
-//!   to publish. If that request then failed (a `503` after Kafka did not
-//!   acknowledge in time — the event may still have been written), a retry
-//!   publishes *that same event* again: same event id, so S2 applies it once.
+//!   to publish. If that request then failed (a `504` after Kafka did not
+//!   acknowledge in time — the event may still have been written — or a
+//!   `503`), a retry publishes *that same event* again: same event id, so S2
+//!   applies it once.
 //! - `done`: the first success's answer, replayed as it was.
 //!
 //! A request that failed before publishing anything (bad input, no token)

@@ -4,7 +4,7 @@
 //!
 //! This is a thin translation layer and nothing more: each handler maps the
 //! seed's parameters onto the same domain functions the `/v1` handlers use
-//! (same validation, same events, same 503-unless-acknowledged rule) and maps
+//! (same validation, same events, same 503 and 504 when Kafka does not acknowledge) and maps
 //! the answer back. Like the original, parameters a request omits are filled
 //! with generated, plausible data. Every answer is a superset of the
 //! original's: writes answer `200` with its `mensagem`, the echoed object,
@@ -203,7 +203,7 @@ pub struct NovoUsuario {
 
 /// Seed 002: create a user (generated name, email, CPF when omitted).
 #[utoipa::path(post, path = "/usuarios", tag = "legacy (seed 002)", params(NovoUsuario),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn criar_usuario(
     State(state): State<AppState>,
     ValidQuery(q): ValidQuery<NovoUsuario>,
@@ -264,7 +264,7 @@ pub struct NovaAssinatura {
 
 /// Seed 002: subscribe a user (generated plan when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/assinatura", tag = "legacy (seed 002)", params(IdPath, NovaAssinatura),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn assinatura(
     State(state): State<AppState>,
     access: SeedAccess,
@@ -319,7 +319,7 @@ pub struct NovoPagamento {
 
 /// Seed 002: record a payment (generated amount and method when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/pagamento", tag = "legacy (seed 002)", params(IdPath, NovoPagamento),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn pagamento(
     State(state): State<AppState>,
     access: SeedAccess,
@@ -386,7 +386,7 @@ pub struct NovaConfig {
 
 /// Seed 002: update preferences (generated when omitted).
 #[utoipa::path(post, path = "/usuarios/{id}/config", tag = "legacy (seed 002)", params(IdPath, NovaConfig),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn config(
     State(state): State<AppState>,
     access: SeedAccess,
@@ -459,7 +459,7 @@ pub struct NovaVisualizacao {
 
 /// Seed 002: record a view (generated time and position when omitted).
 #[utoipa::path(post, path = "/historico-visualizacao", tag = "legacy (seed 002)", params(NovaVisualizacao),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn registrar_visualizacao(
     State(state): State<AppState>,
     access: SeedAccess,
@@ -665,7 +665,7 @@ pub struct GerarQuery {
 
 /// Seed 002: regenerate a user's recommendations.
 #[utoipa::path(post, path = "/recomendacoes/gerar", tag = "legacy (seed 002)", params(GerarQuery),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn gerar_recomendacoes(
     State(state): State<AppState>,
     access: SeedAccess,
@@ -709,7 +709,7 @@ pub struct ConteudoPath {
 
 /// Seed 002: load a title into the cache.
 #[utoipa::path(post, path = "/cache/conteudo/{id}", tag = "legacy (seed 002)", params(ConteudoPath),
-    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "`Accepted` plus the original's `mensagem` and echoed object", body = Object), (status = 400, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn cachear(
     State(state): State<AppState>,
     ValidPath(p): ValidPath<ConteudoPath>,

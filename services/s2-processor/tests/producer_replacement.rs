@@ -29,7 +29,7 @@ async fn a_producer_that_gets_no_acknowledgement_is_replaced() {
         } else {
             bootstrap.as_str()
         };
-        kafka::producer(target, "replacement-test", delivery)
+        kafka::acked_producer(target, "replacement-test", delivery)
     })
     .unwrap();
 

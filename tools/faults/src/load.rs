@@ -191,6 +191,7 @@ pub fn classify(status: u16, body: &Value) -> Seen {
             None => Seen::NoAnswer,
         },
         503 => Seen::Unavailable,
+        504 => Seen::Unknown,
         other => Seen::Other(other),
     }
 }
@@ -355,6 +356,7 @@ mod tests {
         );
         assert_eq!(classify(202, &Value::Null), Seen::NoAnswer);
         assert_eq!(classify(503, &Value::Null), Seen::Unavailable);
+        assert_eq!(classify(504, &Value::Null), Seen::Unknown);
         assert_eq!(classify(500, &Value::Null), Seen::Other(500));
     }
 }

@@ -54,6 +54,9 @@ pub enum Seen {
     Accepted { correlation_id: String },
     /// `503`: the command was refused, so it must have no effect.
     Unavailable,
+    /// `504`: Kafka may have stored the command without acknowledging it, so
+    /// its effect may or may not exist (but never twice).
+    Unknown,
     /// The connection was refused: the request never reached S1.
     Refused,
     /// No answer (reset mid-request, timeout): the effect may or may not exist.
@@ -89,6 +92,8 @@ pub struct Row {
     pub sent: u64,
     pub accepted: u64,
     pub unavailable: u64,
+    /// `504`s: sent to Kafka, never acknowledged, outcome unknown.
+    pub unknown: u64,
     /// Requests without an answer (connection reset, timeout) or refused.
     pub no_answer: u64,
     pub effects: u64,
@@ -138,6 +143,10 @@ pub fn evaluate(scenario: &str, sent: &[Sent], found: &Found) -> Row {
                     row.lost += 1;
                     *lost_by_kind.entry(s.key.kind()).or_default() += 1;
                 }
+            }
+            Seen::Unknown => {
+                row.unknown += 1;
+                row.effects += n.min(1);
             }
             Seen::NoAnswer | Seen::Refused => {
                 row.no_answer += 1;
@@ -202,9 +211,9 @@ fn summarize(items: &[String]) -> String {
 /// of failed rows under it.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | sent | accepted | 503s | no answer | effects | lost | duplicated | \
+        "| scenario | sent | accepted | 503s | 504s | no answer | effects | lost | duplicated | \
          unexpected | stalled | audit | drain seconds | result |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
         let drain = r
@@ -216,11 +225,12 @@ pub fn table(rows: &[Row]) -> String {
             format!("{:+}", r.audit_diff)
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.sent,
             r.accepted,
             r.unavailable,
+            r.unknown,
             r.no_answer,
             r.effects,
             r.lost,
@@ -327,6 +337,21 @@ mod tests {
     }
 
     #[test]
+    fn a_504_may_have_zero_or_one_effect_never_two() {
+        let sent = [
+            pay(1, Seen::Unknown),
+            pay(2, Seen::Unknown),
+            pay(3, Seen::Unknown),
+        ];
+        let row = evaluate("stop-kafka", &sent, &found(&[(2, 1), (3, 2)], &[]));
+        assert_eq!(
+            (row.unknown, row.effects, row.unexpected, row.duplicated),
+            (3, 2, 0, 1)
+        );
+        assert!(row.failed());
+    }
+
+    #[test]
     fn refused_requests_and_503s_must_have_no_effect() {
         let sent = [
             pay(1, Seen::Unavailable),
@@ -349,7 +374,7 @@ mod tests {
         assert!(!row.failed());
         let t = table(&[row.clone()]);
         assert!(
-            t.contains("| stop-redis | 2 | 1 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | equal | 3.2 | ok |"),
+            t.contains("| stop-redis | 2 | 1 | 1 | 0 | 0 | 1 | 0 | 0 | 0 | 0 | equal | 3.2 | ok |"),
             "{t}"
         );
         row.stalled = 1;

@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -22,24 +22,43 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::events::{Envelope, headers};
 
+mod acked;
 mod publisher;
 mod security;
+pub use acked::{AckedProducer, Record, Sent};
 pub use publisher::{Deliver, Publisher};
 pub use security::{Brokers, Connection, Protocol, SASL_MECHANISMS, Sasl, Security, TlsFiles};
 
 /// A producer whose acknowledged sends are durable: every in-sync replica has
 /// the record, and retries cannot duplicate or reorder it. librdkafka gives up
-/// on a record after `delivery_timeout`; a caller that answers "not stored"
-/// after waiting that long can then trust the record is not delivered later.
+/// on a record after `delivery_timeout`. Only an [`AckedProducer`] then
+/// tells a record that never left ([`PublishError::NotStored`]) from one
+/// the broker may have kept; this plain one is for tests and tools.
 pub fn producer(
     kafka: &(impl Brokers + ?Sized),
     client_id: &str,
     delivery_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
-    kafka
-        .connection()
-        .client_config()
-        .set("client.id", client_id)
+    producer_config(kafka, client_id, delivery_timeout).create()
+}
+
+/// [`producer`]'s settings in an [`AckedProducer`], whose failed sends say
+/// whether the record may be stored anyway.
+pub fn acked_producer(
+    kafka: &(impl Brokers + ?Sized),
+    client_id: &str,
+    delivery_timeout: Duration,
+) -> Result<AckedProducer, KafkaError> {
+    AckedProducer::new(&producer_config(kafka, client_id, delivery_timeout))
+}
+
+fn producer_config(
+    kafka: &(impl Brokers + ?Sized),
+    client_id: &str,
+    delivery_timeout: Duration,
+) -> ClientConfig {
+    let mut c = kafka.connection().client_config();
+    c.set("client.id", client_id)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -47,23 +66,24 @@ pub fn producer(
         .set(
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
-        )
-        .create()
+        );
+    c
 }
 
 /// How long a processor keeps retrying a send before reporting it failed.
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A [`Publisher`] over [`producer`]'s settings, replaced when three
-/// delivery timeouts in a row pass without one acknowledgement.
+/// A [`Publisher`] of [`AckedProducer`]s with [`producer`]'s settings,
+/// replaced when three delivery timeouts in a row pass without one
+/// acknowledgement.
 pub fn publisher(
     kafka: &(impl Brokers + ?Sized),
     client_id: &str,
     delivery_timeout: Duration,
 ) -> Result<Publisher, KafkaError> {
-    let (kafka, id) = (kafka.connection(), client_id.to_owned());
+    let config = producer_config(kafka, client_id, delivery_timeout);
     Publisher::new(client_id, delivery_timeout * 3, move || {
-        producer(&kafka, &id, delivery_timeout)
+        AckedProducer::new(&config)
     })
 }
 
@@ -187,7 +207,7 @@ pub async fn publish<D: Serialize>(
                 trace_headers(&span.context())
             };
             send_in(
-                &producer.producer(),
+                producer,
                 topic,
                 Some(key.as_bytes()),
                 &payload,
@@ -221,16 +241,7 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
     let span = send_span(topic);
     let start = std::time::Instant::now();
     let trace = trace_headers(&span.context());
-    let result = send_in(
-        &producer.producer(),
-        topic,
-        key,
-        payload,
-        headers,
-        &trace,
-        &span,
-    )
-    .await;
+    let result = send_in(producer, topic, key, payload, headers, &trace, &span).await;
     finish_send(topic, &span, start.elapsed(), &result);
     producer.delivered(&result);
     result
@@ -262,7 +273,7 @@ fn send_span(topic: &str) -> tracing::Span {
 /// The send itself, inside `span`, with the `trace` headers (the span's
 /// context, or none when the caller's are to be sent).
 async fn send_in<K: AsRef<str>, V: AsRef<[u8]>>(
-    producer: &FutureProducer,
+    producer: &impl Deliver,
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
@@ -277,17 +288,15 @@ async fn send_in<K: AsRef<str>, V: AsRef<[u8]>>(
             value: Some(v),
         });
     }
-    let mut record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(topic).payload(payload).headers(hdrs);
-    if let Some(k) = key {
-        record = record.key(k);
-    }
     producer
-        .send(record, Duration::from_secs(10))
+        .send(Record {
+            topic,
+            key,
+            payload,
+            headers: hdrs,
+        })
         .instrument(span.clone())
         .await
-        .map(|d| (d.partition, d.offset))
-        .map_err(|(e, _)| PublishError::Kafka(e))
 }
 
 /// `given` followed by the injected trace headers, which replace the
@@ -537,8 +546,13 @@ impl ConsumerErrors {
 pub enum PublishError {
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
-    #[error("Kafka did not acknowledge the event: {0}")]
-    Kafka(#[from] KafkaError),
+    /// librdkafka is sure the broker never stored the record.
+    #[error("Kafka did not acknowledge the event, which is not stored: {0}")]
+    NotStored(KafkaError),
+    /// The record was sent but not acknowledged: the broker may have stored
+    /// it, and then it is consumed like any other.
+    #[error("Kafka did not acknowledge the event, which may be stored anyway: {0}")]
+    MaybeStored(KafkaError),
 }
 
 impl PublishError {
@@ -547,7 +561,7 @@ impl PublishError {
     pub fn error_type(&self) -> String {
         match self {
             Self::Encode(_) => "encode".into(),
-            Self::Kafka(e) => e
+            Self::NotStored(e) | Self::MaybeStored(e) => e
                 .rdkafka_error_code()
                 .map_or_else(|| "kafka".into(), |c| format!("{c:?}")),
         }
@@ -862,7 +876,7 @@ mod tests {
 
     #[test]
     fn publish_errors_have_bounded_types() {
-        let e = PublishError::Kafka(KafkaError::MessageProduction(
+        let e = PublishError::MaybeStored(KafkaError::MessageProduction(
             RDKafkaErrorCode::MessageTimedOut,
         ));
         assert_eq!(e.error_type(), "MessageTimedOut");

@@ -13,29 +13,78 @@
 //! `polystream_kafka_producer_replaced_total`. During a real outage this
 //! costs a new client every `stuck_after`, which is harmless.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer as _, PurgeConfig};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 use super::PublishError;
+use super::acked::{AckedProducer, Record, Sent};
 
 /// Builds the producer a [`Publisher`] starts with and each replacement.
-type Build = dyn Fn() -> Result<FutureProducer, KafkaError> + Send + Sync;
+type Build = dyn Fn() -> Result<AckedProducer, KafkaError> + Send + Sync;
 
-/// Something [`super::publish`] can send through: a plain producer, or a
-/// [`Publisher`] that also learns from each send's result.
+/// Something [`super::publish`] can send through: an [`AckedProducer`], a
+/// [`Publisher`] that also learns from each send's result, or a plain
+/// `FutureProducer` (tests and tools).
 pub trait Deliver {
-    /// The producer to send the next record with.
-    fn producer(&self) -> FutureProducer;
+    /// Sends one record and waits for the broker's acknowledgement.
+    fn send(&self, record: Record<'_>) -> impl Future<Output = Sent> + Send;
     /// Called with the result of every send.
-    fn delivered(&self, _result: &Result<(i32, i64), PublishError>) {}
+    fn delivered(&self, _result: &Sent) {}
+    /// Fetches the cluster's metadata, blocking: a health probe.
+    fn probe(&self, timeout: Duration) -> Result<(), KafkaError>;
+}
+
+impl Deliver for AckedProducer {
+    fn send(&self, record: Record<'_>) -> impl Future<Output = Sent> + Send {
+        AckedProducer::send(self, record)
+    }
+
+    fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.client().fetch_metadata(None, timeout).map(|_| ())
+    }
 }
 
 impl Deliver for FutureProducer {
-    fn producer(&self) -> FutureProducer {
-        self.clone()
+    async fn send(&self, record: Record<'_>) -> Sent {
+        let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(record.topic)
+            .payload(record.payload)
+            .headers(record.headers);
+        if let Some(k) = record.key {
+            r = r.key(k);
+        }
+        FutureProducer::send(self, r, Duration::from_secs(10))
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|(e, _)| classify(e))
+    }
+
+    fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.client().fetch_metadata(None, timeout).map(|_| ())
+    }
+}
+
+/// A `FutureProducer` does not tell whether a failed record was sent: only
+/// errors raised before it could leave are certain it is not stored.
+fn classify(e: KafkaError) -> PublishError {
+    let before_sending = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::QueueFull
+                | RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::InvalidArgument
+        )
+    );
+    if before_sending {
+        PublishError::NotStored(e)
+    } else {
+        PublishError::MaybeStored(e)
     }
 }
 
@@ -47,7 +96,7 @@ pub struct Publisher {
 
 struct Inner {
     name: String,
-    current: RwLock<FutureProducer>,
+    current: RwLock<AckedProducer>,
     build: Box<Build>,
     watch: Mutex<Watch>,
 }
@@ -59,7 +108,7 @@ impl Publisher {
     pub fn new(
         name: impl Into<String>,
         stuck_after: Duration,
-        build: impl Fn() -> Result<FutureProducer, KafkaError> + Send + Sync + 'static,
+        build: impl Fn() -> Result<AckedProducer, KafkaError> + Send + Sync + 'static,
     ) -> Result<Self, KafkaError> {
         let first = build()?;
         Ok(Self {
@@ -113,7 +162,7 @@ impl Publisher {
         // Purging and destroying a client can block briefly: not on an async
         // worker thread.
         let retire = move || {
-            old.purge(PurgeConfig::default().queue().inflight());
+            old.purge();
             drop(old);
         };
         match tokio::runtime::Handle::try_current() {
@@ -125,22 +174,34 @@ impl Publisher {
     }
 }
 
-impl Deliver for Publisher {
-    fn producer(&self) -> FutureProducer {
+impl Publisher {
+    /// The producer sends go to now.
+    fn current(&self) -> AckedProducer {
         self.inner
             .current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+}
 
-    fn delivered(&self, result: &Result<(i32, i64), PublishError>) {
+impl Deliver for Publisher {
+    fn send(&self, record: Record<'_>) -> impl Future<Output = Sent> + Send {
+        let producer = self.current();
+        async move { producer.send(record).await }
+    }
+
+    fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.current().probe(timeout)
+    }
+
+    fn delivered(&self, result: &Sent) {
         let failure = match result {
             Ok(_) => None,
             // A record that cannot be encoded says nothing about the client.
             Err(PublishError::Encode(_)) => return,
-            Err(PublishError::Kafka(_)) => Some(
-                self.producer()
+            Err(PublishError::NotStored(_) | PublishError::MaybeStored(_)) => Some(
+                self.current()
                     .client()
                     .fatal_error()
                     .map(|(code, reason)| format!("fatal client error {code:?}: {reason}")),

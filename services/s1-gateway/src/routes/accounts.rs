@@ -125,7 +125,8 @@ pub async fn register(
 /// Register an account. Anyone may; the id is in the answer.
 #[utoipa::path(post, path = "/v1/users", tag = "accounts", request_body = RegisterUser,
     responses((status = 202, body = Accepted), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "Kafka did not acknowledge", body = Problem, content_type = "application/problem+json")))]
+              (status = 503, description = "Kafka did not store the command", body = Problem, content_type = "application/problem+json"),
+              (status = 504, description = "Kafka may have stored the command without acknowledging it", body = Problem, content_type = "application/problem+json")))]
 pub async fn post_user(
     State(state): State<AppState>,
     ValidJson(u): ValidJson<RegisterUser>,
@@ -343,7 +344,7 @@ const USER_FIELDS: &[(&str, &str)] = &[("user_id", "path.id")];
 
 /// Start or change a user's subscription.
 #[utoipa::path(put, path = "/v1/users/{id}/subscription", tag = "accounts", params(UserPath), request_body = SubscriptionBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn put_subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -427,7 +428,7 @@ pub fn payment_command(user_id: i64, payment_id: Uuid, b: PaymentBody) -> Comman
 
 /// Record a payment; S1 chooses its id.
 #[utoipa::path(post, path = "/v1/users/{id}/payments", tag = "accounts", params(UserPath), request_body = PaymentBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_payment(
     State(state): State<AppState>,
     caller: Caller,
@@ -517,7 +518,7 @@ pub struct PreferencesBody {
 
 /// Set a user's preferences.
 #[utoipa::path(put, path = "/v1/users/{id}/preferences", tag = "accounts", params(UserPath), request_body = PreferencesBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn put_preferences(
     State(state): State<AppState>,
     caller: Caller,

@@ -95,7 +95,7 @@ fn title_command(title_id: i64, b: TitleBody) -> Command {
 
 /// Add a title (admin); S1 allocates its id.
 #[utoipa::path(post, path = "/v1/titles", tag = "catalog", request_body = TitleBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_title(
     State(state): State<AppState>,
     caller: Caller,
@@ -109,7 +109,7 @@ pub async fn post_title(
 
 /// Replace a title (admin).
 #[utoipa::path(put, path = "/v1/titles/{id}", tag = "catalog", params(TitlePath), request_body = TitleBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn put_title(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,7 +124,7 @@ pub async fn put_title(
 
 /// Delete a title (admin).
 #[utoipa::path(delete, path = "/v1/titles/{id}", tag = "catalog", params(TitlePath), security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_title(
     State(state): State<AppState>,
     caller: Caller,
@@ -220,7 +220,7 @@ pub struct RelationBody {
 
 /// Relate two titles (admin).
 #[utoipa::path(post, path = "/v1/titles/{id}/relations", tag = "catalog", params(TitlePath), request_body = RelationBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_relation(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,7 +265,7 @@ pub struct AssetQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file's bytes; send its real Content-Type"),
     security(("bearer" = [])),
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem), (status = 413, body = Problem), (status = 503, body = Problem)))]
+              (status = 404, body = Problem), (status = 413, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_asset(
     State(state): State<AppState>,
     caller: Caller,
@@ -551,7 +551,7 @@ pub fn view_command(user_id: i64, view_id: Uuid, b: ViewBody) -> Command {
 
 /// Record a viewing session.
 #[utoipa::path(post, path = "/v1/users/{id}/views", tag = "activity", params(UserPath), request_body = ViewBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_view(
     State(state): State<AppState>,
     caller: Caller,
@@ -619,7 +619,7 @@ pub struct RatingBody {
 
 /// Rate a title 1–5 (a later rating replaces the earlier).
 #[utoipa::path(put, path = "/v1/users/{id}/ratings/{title_id}", tag = "activity", params(RatingPath), request_body = RatingBody, security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn put_rating(
     State(state): State<AppState>,
     caller: Caller,
@@ -639,7 +639,7 @@ pub async fn put_rating(
 
 /// Regenerate a user's recommendations.
 #[utoipa::path(post, path = "/v1/users/{id}/recommendations", tag = "activity", params(UserPath), security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn post_recommendations(
     State(state): State<AppState>,
     caller: Caller,
