@@ -238,7 +238,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Ok(bytes) = axum::body::to_bytes(body, max).await else {
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
+            "payload-too-large",
             "Payload too large",
         )
         .detail(format!("the body is limited to {max} bytes"))
