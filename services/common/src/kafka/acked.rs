@@ -125,9 +125,4 @@ impl AckedProducer {
     pub fn purge(&self) {
         self.inner.purge(PurgeConfig::default().queue().inflight());
     }
-
-    /// Waits up to `timeout` for every queued send to be reported.
-    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
-    }
 }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 use super::PublishError;
@@ -59,32 +59,13 @@ impl Deliver for FutureProducer {
         FutureProducer::send(self, r, Duration::from_secs(10))
             .await
             .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| classify(e))
+            // A `FutureProducer` does not say whether a failed record left:
+            // assume it may have.
+            .map_err(|(e, _)| PublishError::MaybeStored(e))
     }
 
     fn probe(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.client().fetch_metadata(None, timeout).map(|_| ())
-    }
-}
-
-/// A `FutureProducer` does not tell whether a failed record was sent: only
-/// errors raised before it could leave are certain it is not stored.
-fn classify(e: KafkaError) -> PublishError {
-    let before_sending = matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::QueueFull
-                | RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::PurgeQueue
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::InvalidArgument
-        )
-    );
-    if before_sending {
-        PublishError::NotStored(e)
-    } else {
-        PublishError::MaybeStored(e)
     }
 }
 
