@@ -146,16 +146,18 @@ where
     F: IntoFuture<Output = Result<T, E>>,
     E: Display,
 {
-    let span = tracing::info_span!(
-        "store_call",
-        otel.name = %format_args!("{operation} {}", store.label()),
-        otel.kind = "client",
-        otel.status_code = Empty,
-        db.system.name = store.db_system(),
-        db.operation.name = operation,
-        error.type = Empty,
-        polystream.correlation_id = Empty,
-    );
+    let span = crate::telemetry::child_span(|| {
+        tracing::info_span!(
+            "store_call",
+            otel.name = %format_args!("{operation} {}", store.label()),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system.name = store.db_system(),
+            db.operation.name = operation,
+            error.type = Empty,
+            polystream.correlation_id = Empty,
+        )
+    });
     if let Some(c) = current_correlation_id() {
         span.record("polystream.correlation_id", c.as_str());
     }

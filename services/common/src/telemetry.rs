@@ -8,7 +8,7 @@
 //! Spans are exported by a batch processor on its own thread with a bounded
 //! queue: a slow or unreachable collector loses spans, never request time.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -310,6 +309,7 @@ pub(crate) fn subscriber(
             !EXPORTER_TARGETS.iter().any(|t| m.target().starts_with(t))
         }));
     let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(NoSpanFields)
         .event_format(JsonLog)
         .with_writer(writer);
     tracing_subscriber::registry()
@@ -481,6 +481,34 @@ pub fn set_correlation_id(span: &tracing::Span, correlation_id: &dyn fmt::Displa
     span.record(CORRELATION_FIELD, tracing::field::display(correlation_id));
 }
 
+/// A child of the current span made by `make`, or no span when the current
+/// trace is one the sampler dropped: such a child would be built, timed and
+/// thrown away on every call, the largest cost per command in S1's profile,
+/// while log lines inside it still carry the enclosing span's trace and
+/// correlation ids. Outside any trace `make` runs and the sampler decides as
+/// for any root.
+pub fn child_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    let cx = Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() && !sc.is_sampled() {
+        tracing::Span::none()
+    } else {
+        make()
+    }
+}
+
+/// The trace context to propagate from `span`: its own, or the current one
+/// when [`child_span`] made none, so the next hop stays in the same trace
+/// (and keeps its not-sampled decision).
+pub fn propagated_context(span: &tracing::Span) -> Context {
+    if span.is_none() {
+        Context::current()
+    } else {
+        span.context()
+    }
+}
+
 /// The trace id of the current span when it is sampled (what an exemplar
 /// links to), as 32 hex digits.
 pub fn current_trace_id() -> Option<String> {
@@ -495,36 +523,143 @@ pub fn sampled_trace_id(cx: &Context) -> Option<String> {
     (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
+/// [`JsonLog`] reads what it needs of a span from its extensions; the fmt
+/// layer's default would render every span's fields to text on creation and
+/// on each `record`, for nothing, on every request.
+struct NoSpanFields;
+
+impl<'w> FormatFields<'w> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'w>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+
+    fn add_fields(
+        &self,
+        _current: &'w mut tracing_subscriber::fmt::FormattedFields<Self>,
+        _fields: &Record<'_>,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
 /// One JSON object per line: timestamp, level, target, the event's fields,
 /// the innermost span's name, `trace_id`, `span_id` and `correlation_id`.
 struct JsonLog;
 
-struct JsonFields<'a>(&'a mut Map<String, Value>);
+/// Keys [`JsonLog`] writes itself: an event field of the same name is left
+/// out rather than written twice.
+const RESERVED_KEYS: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "span",
+    "trace_id",
+    "span_id",
+];
 
-impl Visit for JsonFields<'_> {
+/// Writes a JSON object's members straight into the line, escaping as it
+/// goes: no map, no intermediate strings per field.
+struct JsonMembers<'a> {
+    out: &'a mut String,
+    has_correlation_id: bool,
+}
+
+impl JsonMembers<'_> {
+    /// `,"name":` (every line starts with `timestamp`, so never first).
+    fn key(&mut self, name: &str) -> bool {
+        if RESERVED_KEYS.contains(&name) {
+            return false;
+        }
+        if name == "correlation_id" {
+            self.has_correlation_id = true;
+        }
+        self.out.push(',');
+        push_json_str(self.out, name);
+        self.out.push(':');
+        true
+    }
+
+    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.key(field.name()) {
+            // Numbers and booleans: their Display form is valid JSON.
+            let _ = write!(self.out, "{value}");
+        }
+    }
+
+    fn text(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.key(field.name()) {
+            self.out.push('"');
+            let _ = write!(JsonEscape(self.out), "{value}");
+            self.out.push('"');
+        }
+    }
+}
+
+impl Visit for JsonMembers<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        if value.is_finite() {
+            self.raw(field, value);
+        } else {
+            self.raw(field, "null");
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.raw(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.raw(field, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.raw(field, value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.text(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().into(), Value::from(value.to_string()));
+        self.text(field, value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::from(format!("{value:?}")));
+        self.text(field, format_args!("{value:?}"));
     }
+}
+
+/// A `fmt::Write` that JSON-escapes what is written through it.
+struct JsonEscape<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscape<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escaped = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.push_str(&s[plain..i]);
+            if escaped.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.push_str(escaped);
+            }
+            plain = i + 1;
+        }
+        self.0.push_str(&s[plain..]);
+        Ok(())
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let _ = JsonEscape(out).write_str(s);
+    out.push('"');
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLog
@@ -538,50 +673,53 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        );
-        line.insert(
-            "level".into(),
-            Value::from(event.metadata().level().as_str()),
-        );
-        line.insert("target".into(), Value::from(event.metadata().target()));
-        event.record(&mut JsonFields(&mut line));
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        line.push_str("\",\"level\":\"");
+        line.push_str(event.metadata().level().as_str());
+        line.push_str("\",\"target\":");
+        push_json_str(&mut line, event.metadata().target());
+        let mut members = JsonMembers {
+            out: &mut line,
+            has_correlation_id: false,
+        };
+        event.record(&mut members);
+        let has_correlation_id = members.has_correlation_id;
         if let Some(scope) = ctx.event_scope() {
-            let mut in_span = false;
-            let mut correlation = None;
+            let mut innermost = true;
+            let mut correlation_written = has_correlation_id;
             for span in scope {
-                if !in_span {
-                    in_span = true;
-                    line.insert("span".into(), Value::from(span.name()));
+                if innermost {
+                    innermost = false;
+                    line.push_str(",\"span\":");
+                    push_json_str(&mut line, span.name());
                 }
-                if correlation.is_none() {
-                    correlation = span
-                        .extensions()
-                        .get::<CorrelationId>()
-                        .map(|c| c.0.clone());
+                if !correlation_written && let Some(c) = span.extensions().get::<CorrelationId>() {
+                    line.push_str(",\"correlation_id\":");
+                    push_json_str(&mut line, &c.0);
+                    correlation_written = true;
                 }
-            }
-            if let Some(c) = correlation {
-                line.entry("correlation_id").or_insert(Value::from(c));
             }
             // The OpenTelemetry layer attaches the entered span's context to
             // the thread (context activation). Asking the dispatcher instead
             // would fail here: it refuses re-entrant use while dispatching.
-            if in_span {
+            if !innermost {
                 let cx = Context::current();
                 let span = cx.span();
                 let sc = span.span_context();
                 if sc.is_valid() {
-                    line.insert("trace_id".into(), Value::from(sc.trace_id().to_string()));
-                    line.insert("span_id".into(), Value::from(sc.span_id().to_string()));
+                    let _ = write!(
+                        line,
+                        ",\"trace_id\":\"{}\",\"span_id\":\"{}\"",
+                        sc.trace_id(),
+                        sc.span_id()
+                    );
                 }
             }
         }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        line.push('}');
+        writeln!(writer, "{line}")
     }
 }
 
@@ -744,5 +882,72 @@ mod tests {
         assert_eq!(logs[2]["rows"], 3);
         assert_eq!(logs[2]["level"], "INFO");
         assert_eq!(logs[3]["correlation_id"], "own");
+    }
+
+    #[test]
+    fn children_of_a_dropped_trace_are_not_made_and_the_trace_still_propagates() {
+        use opentelemetry_sdk::trace::Sampler;
+        for (sampler, sampled) in [(Sampler::AlwaysOn, true), (Sampler::AlwaysOff, false)] {
+            let provider = SdkTracerProvider::builder()
+                .with_sampler(Sampler::ParentBased(Box::new(sampler)))
+                .build();
+            let sub = subscriber(
+                provider.tracer("test"),
+                EnvFilter::new("info"),
+                BoxMakeWriter::new(std::io::sink),
+            );
+            tracing::subscriber::with_default(sub, || {
+                // Outside any trace the sampler decides: the span is made.
+                assert!(!child_span(|| tracing::info_span!("root")).is_none());
+                let request = tracing::info_span!("request");
+                let _in = request.enter();
+                let child = child_span(|| tracing::info_span!("store_call"));
+                assert_eq!(child.is_none(), !sampled, "sampled: {sampled}");
+                let cx = propagated_context(&child);
+                let sc = cx.span().span_context().clone();
+                assert!(sc.is_valid(), "the trace goes on to the next hop");
+                assert_eq!(sc.is_sampled(), sampled);
+                assert_eq!(
+                    sc.trace_id(),
+                    request.context().span().span_context().trace_id()
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn log_lines_are_json_whatever_the_fields_hold() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let writer = {
+            let lines = lines.clone();
+            BoxMakeWriter::new(move || lines.clone())
+        };
+        let sub = subscriber(provider.tracer("test"), EnvFilter::new("info"), writer);
+        tracing::subscriber::with_default(sub, || {
+            let err = std::io::Error::other("disk \"full\"");
+            tracing::info!(
+                level = "mine",
+                ratio = f64::NAN,
+                big = u64::MAX,
+                neg = -3i64,
+                ok = true,
+                error = &err as &(dyn std::error::Error + 'static),
+                path = "C:\\tmp\n\u{1}é",
+                "quote \" and {}",
+                "tab\t"
+            );
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["message"], "quote \" and tab\t", "{text}");
+        assert_eq!(line["level"], "INFO", "an event field never replaces it");
+        assert!(line["ratio"].is_null());
+        assert_eq!(line["big"], u64::MAX);
+        assert_eq!(line["neg"], -3);
+        assert_eq!(line["ok"], true);
+        assert_eq!(line["error"], "disk \"full\"");
+        assert_eq!(line["path"], "C:\\tmp\n\u{1}é");
+        assert_eq!(text.lines().count(), 1);
     }
 }

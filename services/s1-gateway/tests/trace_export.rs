@@ -1,7 +1,8 @@
 //! Traces reach a real OTLP receiver (Jaeger): a write is one trace with the
 //! HTTP SERVER span, its store spans and the Kafka PRODUCER span, each with
-//! the request's correlation id. Its own binary: the process-wide telemetry
-//! here exports to Jaeger.
+//! the request's correlation id; a request whose caller did not sample its
+//! trace makes no spans below the server span, yet the trace goes on to
+//! Kafka. Its own binary: the process-wide telemetry here exports to Jaeger.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -24,6 +25,24 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
     let (uid, token) = h.user(false).await;
     let (body, _) = h.update_preferences(uid, Some(&token)).await;
     let cid = body["correlation_id"].as_str().unwrap().to_owned();
+
+    // The caller decided not to sample this trace (flags 00).
+    let dropped_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = h
+        .http
+        .put(h.url(&format!("/v1/users/{uid}/preferences")))
+        .bearer_auth(&token)
+        .header(
+            "traceparent",
+            format!("00-{dropped_trace}-00f067aa0ba902b7-00"),
+        )
+        .json(&serde_json::json!({"language": "en", "notifications": false, "theme": "light"}))
+        .send()
+        .await
+        .unwrap();
+    let (unsampled, _) = h
+        .expect_command(res, "polystream.preferences.updated.v1")
+        .await;
     shutdown_within(telemetry, Duration::from_secs(15)).await;
 
     let spans = jaeger
@@ -103,4 +122,21 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
         traceparent,
         format!("00-{}-{}-01", producer.trace_id, producer.id)
     );
+
+    // Not sampled: the next hop continues the caller's trace, still not
+    // sampled, and nothing of it was exported.
+    let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("the unsampled command is on Kafka")
+        .unwrap();
+    assert_eq!(
+        polystream_common::kafka::header(record.headers(), "ce_correlationid"),
+        unsampled["correlation_id"].as_str()
+    );
+    let traceparent = polystream_common::kafka::header(record.headers(), "traceparent").unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{dropped_trace}-")) && traceparent.ends_with("-00"),
+        "{traceparent}"
+    );
+    assert_eq!(jaeger.spans(dropped_trace).await.unwrap(), Vec::new());
 }

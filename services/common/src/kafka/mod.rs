@@ -204,7 +204,7 @@ pub async fn publish<D: Serialize>(
             let trace = if extra.iter().any(|(k, _)| *k == headers::TRACEPARENT) {
                 Vec::new()
             } else {
-                trace_headers(&span.context())
+                trace_headers(&crate::telemetry::propagated_context(&span))
             };
             send_in(
                 producer,
@@ -240,7 +240,7 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
 ) -> Result<(i32, i64), PublishError> {
     let span = send_span(topic);
     let start = std::time::Instant::now();
-    let trace = trace_headers(&span.context());
+    let trace = trace_headers(&crate::telemetry::propagated_context(&span));
     let result = send_in(producer, topic, key, payload, headers, &trace, &span).await;
     finish_send(topic, &span, start.elapsed(), &result);
     producer.delivered(&result);
@@ -250,24 +250,26 @@ pub async fn publish_raw<K: AsRef<str>, V: AsRef<[u8]>>(
 /// The PRODUCER span of a send to `topic`; the envelope's attributes are
 /// recorded by [`publish`] (left empty, they are not exported).
 fn send_span(topic: &str) -> tracing::Span {
-    tracing::info_span!(
-        "kafka_send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        otel.status_code = Empty,
-        messaging.system = "kafka",
-        messaging.operation.name = "send",
-        messaging.operation.type = "send",
-        messaging.destination.name = topic,
-        messaging.message.conversation_id = Empty,
-        polystream.correlation_id = Empty,
-        messaging.kafka.message.key = Empty,
-        cloudevents.event_id = Empty,
-        cloudevents.event_type = Empty,
-        messaging.destination.partition.id = Empty,
-        messaging.kafka.offset = Empty,
-        error.type = Empty,
-    )
+    crate::telemetry::child_span(|| {
+        tracing::info_span!(
+            "kafka_send",
+            otel.name = %format_args!("send {topic}"),
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.name = "send",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            messaging.message.conversation_id = Empty,
+            polystream.correlation_id = Empty,
+            messaging.kafka.message.key = Empty,
+            cloudevents.event_id = Empty,
+            cloudevents.event_type = Empty,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            error.type = Empty,
+        )
+    })
 }
 
 /// The send itself, inside `span`, with the `trace` headers (the span's
