@@ -3,7 +3,7 @@
 //! fsync'd) before committing its offsets, and replays the spool whenever
 //! OpenSearch is available.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,11 @@ fn receive(m: &BorrowedMessage<'_>, group: &str) -> Received {
 }
 
 /// Consumes until `stop` turns true, then makes the last batch durable.
+///
+/// Up to [`MAX_IN_FLIGHT`] batches are made durable at once (one bulk
+/// request alone left OpenSearch waiting on its round trips), but a batch's
+/// offsets are stored only after it and every batch before it are durable:
+/// a crash never skips a record.
 pub async fn consume(
     state: Arc<State>,
     consumer: Arc<MonitorConsumer>,
@@ -86,14 +91,19 @@ pub async fn consume(
     let wait = state.config.bulk_max_wait;
     let mut batch: Vec<Received> = Vec::with_capacity(max);
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut in_flight: VecDeque<Flushing> = VecDeque::new();
     let mut errors = polystream_common::kafka::ConsumerErrors::default();
     loop {
         let until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = stop.changed() => break,
+            Some(done) = oldest_done(&mut in_flight), if !in_flight.is_empty() => {
+                in_flight.pop_front();
+                finish(&consumer, done);
+            }
             () = tokio::time::sleep_until(until), if deadline.is_some() => {
-                flush(&state, &consumer, std::mem::take(&mut batch)).await;
+                submit(&state, &consumer, &mut in_flight, std::mem::take(&mut batch)).await;
                 deadline = None;
             }
             r = consumer.recv() => match r {
@@ -103,7 +113,7 @@ pub async fn consume(
                         deadline = Some(tokio::time::Instant::now() + wait);
                     }
                     if batch.len() >= max {
-                        flush(&state, &consumer, std::mem::take(&mut batch)).await;
+                        submit(&state, &consumer, &mut in_flight, std::mem::take(&mut batch)).await;
                         deadline = None;
                     }
                 }
@@ -114,7 +124,12 @@ pub async fn consume(
             },
         }
     }
-    flush(&state, &consumer, batch).await;
+    while let Some(task) = in_flight.pop_front() {
+        finish(&consumer, task.await);
+    }
+    if !batch.is_empty() {
+        finish(&consumer, start_flush(&state, batch).await);
+    }
     // The last batch's offsets reach the broker before the process exits.
     let consumer = consumer.clone();
     let committed = tokio::task::spawn_blocking(move || {
@@ -137,10 +152,43 @@ fn role_of(state: &State, topic: &str) -> Role {
     }
 }
 
-async fn flush(state: &Arc<State>, consumer: &Arc<MonitorConsumer>, batch: Vec<Received>) {
+/// How many batches may be made durable at once.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A batch being made durable; it yields the batch back when it is.
+type Flushing = tokio::task::JoinHandle<Vec<Received>>;
+
+/// The oldest batch in flight, once durable.
+async fn oldest_done(
+    in_flight: &mut VecDeque<Flushing>,
+) -> Option<Result<Vec<Received>, tokio::task::JoinError>> {
+    match in_flight.front_mut() {
+        Some(task) => Some(task.await),
+        None => None,
+    }
+}
+
+/// Starts making `batch` durable, first waiting, oldest first, for room.
+async fn submit(
+    state: &Arc<State>,
+    consumer: &MonitorConsumer,
+    in_flight: &mut VecDeque<Flushing>,
+    batch: Vec<Received>,
+) {
     if batch.is_empty() {
         return;
     }
+    while in_flight.len() >= MAX_IN_FLIGHT {
+        if let Some(task) = in_flight.pop_front() {
+            finish(consumer, task.await);
+        }
+    }
+    in_flight.push_back(start_flush(state, batch));
+}
+
+/// Builds the batch's documents and tracks its flows here, in arrival
+/// order, then indexes (or spools) them in a task of its own.
+fn start_flush(state: &Arc<State>, batch: Vec<Received>) -> Flushing {
     let now = Utc::now();
     let docs: Vec<IndexedDoc> = batch
         .iter()
@@ -154,22 +202,38 @@ async fn flush(state: &Arc<State>, consumer: &Arc<MonitorConsumer>, batch: Vec<R
         })
         .collect();
     track_flows(state, &batch, &docs);
-    let spans: Vec<tracing::Span> = batch.iter().map(|r| r.span.clone()).collect();
-    let fates = persist(state, docs.clone(), &spans).await;
-    for ((r, d), fate) in batch.iter().zip(&docs).zip(&fates) {
-        if *fate == Fate::Rejected {
-            r.span.record("otel.status_code", "ERROR");
-            r.span.record("error.type", "rejected");
+    let state = state.clone();
+    tokio::spawn(async move {
+        let spans: Vec<tracing::Span> = batch.iter().map(|r| r.span.clone()).collect();
+        let fates = persist(&state, docs.clone(), &spans).await;
+        for ((r, d), fate) in batch.iter().zip(&docs).zip(&fates) {
+            if *fate == Fate::Rejected {
+                r.span.record("otel.status_code", "ERROR");
+                r.span.record("error.type", "rejected");
+            }
+            record_process(
+                &r.raw.topic,
+                bounded_event_type(d.doc.event_type.as_deref()),
+                fate.outcome(),
+                r.at.elapsed(),
+                &r.span,
+            );
         }
-        record_process(
-            &r.raw.topic,
-            bounded_event_type(d.doc.event_type.as_deref()),
-            fate.outcome(),
-            r.at.elapsed(),
-            &r.span,
-        );
-    }
-    // Durable now: commit the next offset of every partition in the batch.
+        batch
+    })
+}
+
+/// A durable batch, every one before it durable too: stores the next offset
+/// of each of its partitions.
+fn finish(consumer: &MonitorConsumer, done: Result<Vec<Received>, tokio::task::JoinError>) {
+    let batch = match done {
+        Ok(batch) => batch,
+        // As if the flush had run here: nothing later may store offsets
+        // past this batch's records.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: only when the runtime shuts down.
+        Err(_) => return,
+    };
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for r in &batch {
         let e = next
