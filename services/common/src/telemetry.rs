@@ -685,10 +685,9 @@ where
             has_correlation_id: false,
         };
         event.record(&mut members);
-        let has_correlation_id = members.has_correlation_id;
+        let mut correlation_written = members.has_correlation_id;
         if let Some(scope) = ctx.event_scope() {
             let mut innermost = true;
-            let mut correlation_written = has_correlation_id;
             for span in scope {
                 if innermost {
                     innermost = false;
@@ -840,32 +839,43 @@ mod tests {
         }
     }
 
+    impl Lines {
+        /// The full subscriber, its log lines written here.
+        fn subscriber(&self) -> impl Subscriber + Send + Sync + for<'a> LookupSpan<'a> {
+            let provider = SdkTracerProvider::builder().build();
+            let lines = self.clone();
+            let writer = BoxMakeWriter::new(move || lines.clone());
+            subscriber(provider.tracer("test"), EnvFilter::new("info"), writer)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
     #[test]
     fn every_line_in_a_span_carries_trace_span_and_correlation_ids() {
-        let provider = SdkTracerProvider::builder().build();
         let lines = Lines::default();
-        let writer = {
-            let lines = lines.clone();
-            BoxMakeWriter::new(move || lines.clone())
-        };
-        let sub = subscriber(provider.tracer("test"), EnvFilter::new("info"), writer);
-        let (trace_id, child_span_id) = tracing::subscriber::with_default(sub, || {
-            tracing::info!("outside any span");
-            let request =
-                tracing::info_span!("request", polystream.correlation_id = tracing::field::Empty);
-            let _in_request = request.enter();
-            tracing::info!("before the id is known");
-            set_correlation_id(&request, &"corr-1");
-            let child = tracing::info_span!("store_call");
-            let _in_child = child.enter();
-            tracing::info!(rows = 3, "in a child span");
-            tracing::info!(correlation_id = "own", "an event's own field wins");
-            let cx = child.context();
-            let span = cx.span();
-            let sc = span.span_context();
-            (sc.trace_id().to_string(), sc.span_id().to_string())
-        });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let (trace_id, child_span_id) =
+            tracing::subscriber::with_default(lines.subscriber(), || {
+                tracing::info!("outside any span");
+                let request = tracing::info_span!(
+                    "request",
+                    polystream.correlation_id = tracing::field::Empty
+                );
+                let _in_request = request.enter();
+                tracing::info!("before the id is known");
+                set_correlation_id(&request, &"corr-1");
+                let child = tracing::info_span!("store_call");
+                let _in_child = child.enter();
+                tracing::info!(rows = 3, "in a child span");
+                tracing::info!(correlation_id = "own", "an event's own field wins");
+                let cx = child.context();
+                let span = cx.span();
+                let sc = span.span_context();
+                (sc.trace_id().to_string(), sc.span_id().to_string())
+            });
+        let text = lines.text();
         let logs: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -917,14 +927,8 @@ mod tests {
 
     #[test]
     fn log_lines_are_json_whatever_the_fields_hold() {
-        let provider = SdkTracerProvider::builder().build();
         let lines = Lines::default();
-        let writer = {
-            let lines = lines.clone();
-            BoxMakeWriter::new(move || lines.clone())
-        };
-        let sub = subscriber(provider.tracer("test"), EnvFilter::new("info"), writer);
-        tracing::subscriber::with_default(sub, || {
+        tracing::subscriber::with_default(lines.subscriber(), || {
             let err = std::io::Error::other("disk \"full\"");
             tracing::info!(
                 level = "mine",
@@ -938,7 +942,7 @@ mod tests {
                 "tab\t"
             );
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["message"], "quote \" and tab\t", "{text}");
         assert_eq!(line["level"], "INFO", "an event field never replaces it");

@@ -130,7 +130,10 @@ async fn a_write_is_one_trace_with_server_store_and_producer_spans() {
         .expect("the unsampled command is on Kafka")
         .unwrap();
     assert_eq!(
-        polystream_common::kafka::header(record.headers(), "ce_correlationid"),
+        polystream_common::kafka::header(
+            record.headers(),
+            polystream_common::events::headers::CE_CORRELATION_ID
+        ),
         unsampled["correlation_id"].as_str()
     );
     let traceparent = polystream_common::kafka::header(record.headers(), "traceparent").unwrap();
